@@ -1,0 +1,123 @@
+"""Typed errors: each says what went wrong and carries what the API said about it.
+
+Messages never contain the bearer token or a signed URL: they are built from the problem
+document, the job id and the status only.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowException
+
+
+class XComplianceError(AirflowException):
+    """Base class of every error this provider raises."""
+
+
+class XComplianceAPIError(XComplianceError):
+    """The API answered with a problem document (or an unexpected status)."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str = "",
+        detail: str = "",
+        type: str = "about:blank",
+        errors: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.type = type
+        self.errors = errors or []
+        text = f"HTTP {status} {title}".rstrip()
+        if detail and detail != title:
+            text += f": {detail}"
+        for error in self.errors:
+            if error.get("message"):
+                text += f" ({error['message']})"
+        super().__init__(text)
+
+
+class XComplianceAuthError(XComplianceAPIError):
+    """401/403: the bearer token is missing, wrong, or not allowed to use the endpoint."""
+
+
+class XComplianceInvalidRequest(XComplianceAPIError):
+    """400: the request was malformed (bad job type, name too long, bad status filter...)."""
+
+
+class XComplianceNotFound(XComplianceAPIError):
+    """404, or a 200 whose body holds only a resource-not-found error."""
+
+
+class XComplianceConflict(XComplianceAPIError):
+    """409: another compliance job is already active (the API allows only one)."""
+
+
+class XComplianceRateLimited(XComplianceAPIError):
+    """429: the endpoint's 15-minute budget is spent; ``reset_at`` says when it comes back."""
+
+    def __init__(self, *args: Any, reset_at: datetime | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.reset_at = reset_at
+
+
+class XComplianceServerError(XComplianceAPIError):
+    """5xx: a fault on X's side; worth retrying."""
+
+
+class XComplianceTransportError(XComplianceError):
+    """The connection failed, dropped or timed out before an answer came back; worth retrying."""
+
+
+class XComplianceStorageError(XComplianceError):
+    """The signed upload/download URL was refused (Google Cloud Storage XML error)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        self.status = status
+        self.code = code
+        super().__init__(f"HTTP {status} {code}: {message}" if code else f"HTTP {status}: {message}")
+
+
+class UploadWindowExpired(XComplianceError):
+    """The job's upload URL is dead (15 minutes after creation): a new job is needed."""
+
+
+class InvalidIdError(XComplianceError):
+    """A line of an ID file is not a tweet or user ID; says which file and which line."""
+
+    def __init__(self, source: str, line_number: int, value: bytes | str) -> None:
+        self.source = source
+        self.line_number = line_number
+        shown = value if isinstance(value, str) else value.decode("utf-8", "replace")
+        if len(shown) > 40:
+            shown = shown[:40] + "..."
+        self.value = shown
+        super().__init__(
+            f"{source}, line {line_number}: {shown!r} is not a tweet or user ID "
+            "(expected 1 to 19 decimal digits)"
+        )
+
+
+class JobNotComplete(XComplianceError):
+    """Results were asked for a job that has none (yet): carries its status and error."""
+
+    def __init__(self, job_id: str, status: str | None, error: str | None = None) -> None:
+        self.job_id = job_id
+        self.status = status
+        self.error = error
+        text = f"Compliance job {job_id} is {status or 'in an unknown state'}"
+        if error:
+            text += f": {error}"
+        super().__init__(text)
+
+
+class JobEndedError(JobNotComplete):
+    """The job ended ``failed`` or ``expired``: waiting longer will not produce results."""
+
+
+class InvalidResultsError(XComplianceError):
+    """The downloaded results file is not the JSON Lines the API documents."""

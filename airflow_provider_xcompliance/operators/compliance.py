@@ -1,0 +1,258 @@
+"""Operators for the steps of a compliance job: create, upload, submit (both), download."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from functools import cached_property
+from typing import Any
+
+from airflow.sdk import Asset, BaseOperator, conf
+
+from airflow_provider_xcompliance import DEFAULT_CONN_ID, protocol
+from airflow_provider_xcompliance.exceptions import XComplianceConflict, XComplianceError
+from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
+from airflow_provider_xcompliance.models import CREATED, ENDED_BADLY, JOB_TYPES, ComplianceJob
+from airflow_provider_xcompliance.triggers.compliance import XComplianceJobTrigger
+
+# How much older than its DAG run a job may look and still be that run's (clock skew with X).
+_CLOCK_SKEW = timedelta(minutes=5)
+
+
+def results_asset(job_type: str | None = None) -> Asset:
+    """The Asset a download task updates by default: one per job type."""
+    if job_type is None:
+        return Asset(name="x_compliance_results", uri="x-compliance://results")
+    return Asset(name=f"x_compliance_{job_type}_results", uri=f"x-compliance://{job_type}/results")
+
+
+def default_job_name(context: Any) -> str:
+    """A job name that is the same for every try of one task in one DAG run, and only for it
+    (the DAG and task ids, then a digest of DAG, run, task and map index), at most 64 characters."""
+    ti = context["ti"]
+    key = f"{ti.dag_id}\n{ti.run_id}\n{ti.task_id}\n{getattr(ti, 'map_index', -1)}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    prefix = f"{ti.dag_id}.{ti.task_id}"[: protocol.MAX_JOB_NAME - len(digest) - 1]
+    return f"{prefix}-{digest}"
+
+
+class _XComplianceOperator(BaseOperator):
+    """What every operator here shares: the connection and its hook."""
+
+    ui_color = "#e8f4fd"
+
+    def __init__(self, *, x_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.x_conn_id = x_conn_id
+
+    @cached_property
+    def hook(self) -> XComplianceHook:
+        return XComplianceHook(x_conn_id=self.x_conn_id)
+
+
+class _JobCreating(_XComplianceOperator):
+    """Creating a job idempotently: a retried task finds the job its earlier try created."""
+
+    def __init__(self, *, job_type: str, job_name: str | None = None, resumable: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.job_type = job_type
+        self.job_name = job_name
+        self.resumable = resumable
+
+    def _job_name(self, context: Any) -> str:
+        return self.job_name or default_job_name(context)
+
+    def _existing_job(self, context: Any) -> ComplianceJob | None:
+        """This run's job from an earlier try, if it can still be used."""
+        name = self._job_name(context)
+        run_start: datetime | None = getattr(context.get("dag_run"), "start_date", None)
+        for job in self.hook.list_jobs(self.job_type):
+            if job.name != name or job.status in ENDED_BADLY:
+                continue
+            if run_start and job.created_at and job.created_at < run_start - _CLOCK_SKEW:
+                continue  # a job of the same name from an earlier run
+            if job.status == CREATED and (protocol.upload_window_left(job) or timedelta(1)) <= timedelta(0):
+                continue
+            self.log.info("Found job %s (%s) from an earlier try; using it", job.id, job.status)
+            return job
+        return None
+
+    def _create(self, context: Any) -> ComplianceJob:
+        name = self._job_name(context)
+        job = self.hook.create_job(self.job_type, name=name, resumable=self.resumable)
+        self.log.info("Created %s compliance job %s named %r", job.type, job.id, name)
+        return job
+
+    def _publish(self, context: Any, job: ComplianceJob) -> None:
+        context["ti"].xcom_push(key="job", value=job.metadata())
+
+
+class XComplianceCreateJobOperator(_JobCreating):
+    """Create a compliance job; returns its id and pushes its metadata (XCom key ``job``).
+
+    The upload URL lives 15 minutes: prefer :class:`XComplianceSubmitJobOperator`, which
+    creates and uploads in one task.
+
+    :param job_type: ``tweets`` or ``users`` (templated).
+    :param job_name: the job's name, at most 64 characters (templated); by default one derived
+        from the DAG, run and task, which makes retries find the job they already created.
+    :param resumable: ask for an upload URL that takes the resumable protocol.
+    :param x_conn_id: the ``x_compliance`` connection.
+    """
+
+    template_fields: Sequence[str] = ("job_type", "job_name")
+
+    def execute(self, context: Any) -> str:
+        job = self._existing_job(context) or self._create(context)
+        self._publish(context, job)
+        return job.id
+
+
+class XComplianceUploadIdsOperator(_XComplianceOperator):
+    """Stream the IDs at ``ids_path`` to a job's upload URL; returns the upload report.
+
+    :param job_id: the job (templated; usually the create task's XCom).
+    :param ids_path: an ``ObjectStoragePath`` or URL of the ID file, e.g.
+        ``s3://aws_default@bucket/ids/{{ ds }}.txt`` or ``file:///data/ids.txt`` (templated).
+    :param x_conn_id: the ``x_compliance`` connection.
+    """
+
+    template_fields: Sequence[str] = ("job_id", "ids_path")
+
+    def __init__(self, *, job_id: str, ids_path: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.job_id = job_id
+        self.ids_path = ids_path
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        job = self.hook.get_job(self.job_id)
+        if job.status != CREATED:
+            self.log.info("Job %s is %s: its IDs were uploaded by an earlier try", job.id, job.status)
+            return {"job_id": job.id, "source": str(self.ids_path), "already_uploaded": True}
+        return self.hook.upload_ids(job, self.ids_path)
+
+
+class XComplianceSubmitJobOperator(_JobCreating):
+    """Create a job and upload its IDs in one task (the upload URL dies 15 minutes after
+    creation); returns the job id and pushes XComs ``job`` (metadata) and ``upload`` (report).
+
+    X allows one active job at a time: when another one is active this task waits for it to
+    end, deferred to the triggerer (or polling, with ``deferrable=False``), then creates its own.
+
+    :param job_type: ``tweets`` or ``users`` (templated).
+    :param ids_path: an ``ObjectStoragePath`` or URL of the ID file (templated).
+    :param job_name: see :class:`XComplianceCreateJobOperator` (templated).
+    :param resumable: upload with the resumable protocol (survives dropped connections).
+    :param poll_interval: seconds between checks of the job that blocks ours.
+    :param wait_timeout: how long to wait for a blocking job, at most.
+    :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``).
+    :param x_conn_id: the ``x_compliance`` connection.
+    """
+
+    template_fields: Sequence[str] = ("job_type", "ids_path", "job_name")
+
+    def __init__(
+        self,
+        *,
+        ids_path: Any,
+        poll_interval: float = 60.0,
+        wait_timeout: timedelta = timedelta(hours=24),
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.ids_path = ids_path
+        self.poll_interval = poll_interval
+        self.wait_timeout = wait_timeout
+        self.deferrable = deferrable
+
+    def execute(self, context: Any) -> str:
+        job = self._existing_job(context)
+        while job is None:
+            try:
+                job = self._create(context)
+            except XComplianceConflict:
+                blocker = self._blocking_job()
+                if blocker is None:
+                    raise
+                self._wait_for(blocker)
+        if job.status == CREATED:
+            report = self.hook.upload_ids(job, self.ids_path)
+        else:
+            self.log.info("Job %s is %s: its IDs were uploaded by an earlier try", job.id, job.status)
+            report = {"job_id": job.id, "source": str(self.ids_path), "already_uploaded": True}
+        self._publish(context, job)
+        context["ti"].xcom_push(key="upload", value=report)
+        return job.id
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> str:
+        """The blocking job has ended (or the wait broke): try to create ours again."""
+        if event.get("status") == "error":
+            raise XComplianceError(event.get("message") or "Waiting for the active compliance job failed")
+        self.log.info("%s; creating our job now", event.get("message"))
+        return self.execute(context)
+
+    def _blocking_job(self) -> ComplianceJob | None:
+        """The active job that keeps ours from being created (of either type: the API's
+        one-active-job rule is per type in some descriptions and global in others)."""
+        for job_type in sorted(JOB_TYPES, key=lambda t: t != self.job_type):
+            for job in self.hook.list_jobs(job_type):
+                if job.is_active:
+                    return job
+        return None
+
+    def _wait_for(self, blocker: ComplianceJob) -> None:
+        self.log.info("Compliance job %s (%s) is %s; waiting for it to end", blocker.id, blocker.type, blocker.status)
+        if self.deferrable:
+            self.defer(
+                trigger=XComplianceJobTrigger(job_id=blocker.id, x_conn_id=self.x_conn_id, poll_interval=self.poll_interval),
+                method_name="execute_complete",
+                timeout=self.wait_timeout,
+            )
+        deadline = time.monotonic() + self.wait_timeout.total_seconds()
+        while self.hook.get_job(blocker.id).is_active:
+            if time.monotonic() > deadline:
+                raise XComplianceError(f"Compliance job {blocker.id} was still active after {self.wait_timeout}")
+            time.sleep(self.poll_interval)
+
+
+class XComplianceDownloadResultsOperator(_XComplianceOperator):
+    """Land a complete job's results at ``results_path``, atomically, and return the summary
+    (path, lines, distinct IDs, counts by action and by reason). Updates an Asset whose event
+    carries the summary, so downstream DAGs can be scheduled on fresh results.
+
+    :param job_id: the job (templated).
+    :param results_path: where the results go (templated): a folder ending in ``/`` gets
+        ``<job type>-<job id>.jsonl``; anything else is the exact object.
+    :param job_type: names the default Asset (``x-compliance://<job_type>/results``).
+    :param asset: the Asset to update instead of the default.
+    :param x_conn_id: the ``x_compliance`` connection.
+    """
+
+    template_fields: Sequence[str] = ("job_id", "results_path")
+
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        results_path: Any,
+        job_type: str | None = None,
+        asset: Asset | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.asset = asset or results_asset(job_type)
+        kwargs["outlets"] = [*kwargs.get("outlets", []), self.asset]
+        super().__init__(**kwargs)
+        self.job_id = job_id
+        self.results_path = results_path
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        summary = self.hook.download_results(self.job_id, self.results_path)
+        self.log.info(
+            "Results of job %s at %s: %s lines, %s distinct IDs, by reason %s",
+            summary["job_id"], summary["path"], summary["lines"], summary["distinct_ids"], summary["by_reason"],
+        )
+        context["outlet_events"][self.asset].extra = summary
+        return summary

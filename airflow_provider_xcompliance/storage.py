@@ -1,0 +1,65 @@
+"""Reading and writing object storage (local files, S3, GCS, Azure) through ``ObjectStoragePath``."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, Union
+
+from airflow.sdk import ObjectStoragePath
+
+BLOCK_SIZE = 1024 * 1024
+LOCAL_PROTOCOLS = ("file", "local", "")
+
+Location = Union[str, os.PathLike, ObjectStoragePath]
+
+
+def to_path(location: Location) -> ObjectStoragePath:
+    """An ``ObjectStoragePath`` for a URL (``s3://conn@bucket/key``, ``file:///x``) or a local path."""
+    if isinstance(location, ObjectStoragePath):
+        return location
+    text = os.fspath(location)
+    if "://" not in text:
+        text = "file://" + os.path.abspath(os.path.expanduser(text))
+    return ObjectStoragePath(text)
+
+
+def read_blocks(path: ObjectStoragePath, size: int = BLOCK_SIZE) -> Iterator[bytes]:
+    with path.open("rb") as source:
+        while block := source.read(size):
+            yield block
+
+
+@contextmanager
+def atomic_writer(path: ObjectStoragePath) -> Iterator[IO[bytes]]:
+    """Open ``path`` for writing so that it appears complete or not at all.
+
+    Local files are written beside the target and renamed over it; object stores get an
+    uncommitted upload (an S3 multipart upload, a GCS resumable session) that becomes visible
+    only on commit and is discarded if anything fails.
+    """
+    if path.protocol in LOCAL_PROTOCOLS:
+        target = path.path
+        os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+        partial = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.{uuid.uuid4().hex}.partial")
+        try:
+            with open(partial, "wb") as file:
+                yield file
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(partial, target)
+        finally:
+            if os.path.exists(partial):
+                os.remove(partial)
+        return
+
+    file = path.fs.open(path.path, "wb", autocommit=False)
+    try:
+        yield file
+        file.close()
+        file.commit()
+    except BaseException:
+        file.discard()
+        raise

@@ -1,0 +1,63 @@
+"""Waits for a compliance job in the triggerer, so no worker slot is held for hours."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_xcompliance import DEFAULT_CONN_ID, protocol
+from airflow_provider_xcompliance.exceptions import XComplianceError, XComplianceRateLimited
+from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
+from airflow_provider_xcompliance.models import COMPLETE
+
+
+class XComplianceJobTrigger(BaseTrigger):
+    """Polls one job until it is ``complete``, ``failed`` or ``expired``, then fires once.
+
+    Polling is paced by the job's ``estimated_completion`` when the API gives one, by
+    ``poll_interval`` otherwise, and always by the endpoint's rate-limit headers. Transient
+    errors (5xx, timeouts, dropped connections, 429s) are waited out, not reported. The trigger
+    only reads, so a fresh instance after a triggerer restart simply carries on.
+
+    The event: ``{"status": <job status> | "error", "job": <job metadata>, "message": str}``.
+    """
+
+    def __init__(self, job_id: str, x_conn_id: str = DEFAULT_CONN_ID, poll_interval: float = 60.0) -> None:
+        super().__init__()
+        self.job_id = str(job_id)
+        self.x_conn_id = x_conn_id
+        self.poll_interval = float(poll_interval)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {"job_id": self.job_id, "x_conn_id": self.x_conn_id, "poll_interval": self.poll_interval},
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        hook = XComplianceHook(x_conn_id=self.x_conn_id)
+        while True:
+            try:
+                job = await hook.aget_job(self.job_id)
+            except protocol.TRANSIENT_ERRORS as error:
+                delay = (
+                    protocol.rate_limit_wait(error.reset_at)
+                    if isinstance(error, XComplianceRateLimited)
+                    else self.poll_interval
+                )
+                self.log.warning("Job %s: %s; asking again in %.0f s", self.job_id, error, delay)
+                await asyncio.sleep(delay)
+                continue
+            except (XComplianceError, ValueError) as error:
+                yield TriggerEvent({"status": "error", "job": {"id": self.job_id}, "message": str(error)})
+                return
+            if job.status == COMPLETE or job.has_ended_badly:
+                message = f"Compliance job {job.id} is {job.status}" + (f": {job.error}" if job.error else "")
+                yield TriggerEvent({"status": job.status, "job": job.metadata(), "message": message})
+                return
+            delay = protocol.next_poll_delay(job, self.poll_interval, hook.last_rate_limit)
+            self.log.info("Compliance job %s is %s; next check in %.0f s", job.id, job.status, delay)
+            await asyncio.sleep(delay)
