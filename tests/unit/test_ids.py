@@ -1,0 +1,72 @@
+"""ID files: validation and normalisation while streaming."""
+
+import pytest
+
+from airflow_provider_xcompliance.exceptions import InvalidIdError
+from airflow_provider_xcompliance.ids import IdNormalizer, blocks_from_ids, normalized_blocks
+
+
+def clean(blocks, source="ids.txt"):
+    normalizer = IdNormalizer(source)
+    data = b"".join(normalized_blocks(blocks, source, normalizer))
+    return data, normalizer.ids
+
+
+def test_clean_file_passes_unchanged():
+    assert clean([b"1\n22\n1234567890123456789\n"]) == (b"1\n22\n1234567890123456789\n", 3)
+
+
+def test_tolerated_forms_are_normalised():
+    raw = b"\xef\xbb\xbf12\r\n  34 \t\r\n\n\n56\t\n78"
+    assert clean([raw]) == (b"12\n34\n56\n78\n", 4)
+
+
+def test_lines_split_across_blocks_in_every_place():
+    raw = b"\xef\xbb\xbf111\r\n22\n\n333 \n4444"
+    for cut in range(len(raw) + 1):
+        assert clean([raw[:cut], raw[cut:]]) == (b"111\n22\n333\n4444\n", 4), cut
+    assert clean([bytes([b]) for b in raw]) == (b"111\n22\n333\n4444\n", 4)
+
+
+@pytest.mark.parametrize(
+    "raw, line",
+    [
+        (b"1\n2\nabc\n4\n", 3),
+        (b"1\n\n\n12345678901234567890\n", 4),  # 20 digits
+        (b"1\r\n2\r\n-3\r\n", 3),
+        (b"1\n1 2\n", 2),
+        (b"5\n6\n7\n1e5", 4),  # last line without newline
+        (b"1\n\xef\xbb\xbf2\n", 2),  # a BOM is tolerated only at the start
+        (b"--boundary\nContent-Disposition: form-data\n\n1\n", 1),  # multipart wrapping
+    ],
+)
+def test_bad_line_names_file_and_line(raw, line):
+    with pytest.raises(InvalidIdError) as caught:
+        clean([raw[:3], raw[3:]], source="s3://bucket/ids.txt")
+    assert caught.value.line_number == line
+    assert f"s3://bucket/ids.txt, line {line}:" in str(caught.value)
+
+
+def test_nothing_after_a_bad_line_is_yielded():
+    good = b"".join(b"%d\n" % i for i in range(1, 100001))
+    blocks = [good, b"x\n", b"7\n"]
+    sent = []
+    with pytest.raises(InvalidIdError):
+        for block in normalized_blocks(blocks, "ids"):
+            sent.append(block)
+    assert b"".join(sent) == good
+
+
+def test_empty_inputs():
+    assert clean([]) == (b"", 0)
+    assert clean([b""]) == (b"", 0)
+    assert clean([b"\n \n\r\n"]) == (b"", 0)
+    assert clean([b"\xef\xbb\xbf"]) == (b"", 0)
+
+
+def test_ids_from_an_iterable():
+    data, count = clean(blocks_from_ids([1, "22", 333], batch=2), source="items")
+    assert (data, count) == (b"1\n22\n333\n", 3)
+    with pytest.raises(InvalidIdError) as caught:
+        clean(blocks_from_ids(["1", "2\n3"]), source="items")
+    assert caught.value.line_number == 2

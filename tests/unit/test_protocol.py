@@ -1,0 +1,132 @@
+"""The shared interpretation of API answers, retry decisions and poll pacing."""
+
+import json
+from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
+
+import pytest
+
+from airflow_provider_xcompliance import exceptions as exc
+from airflow_provider_xcompliance import protocol
+from airflow_provider_xcompliance.models import ComplianceJob, RateLimit
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def answer(status, body, headers=None):
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return protocol.read_api_answer(status, headers or {}, raw)
+
+
+def test_job_fields_and_tolerance():
+    job = protocol.job_from_answer(answer(200, {"data": {
+        "id": "1446017776678801409", "type": "tweets", "resumable": False, "status": "created",
+        "created_at": "2021-10-07T07:41:18.000Z", "upload_url": "https://u?X-Goog-Signature=abc",
+        "upload_expires_at": "2021-10-07T07:56:18.000Z", "estimated_completion": "2021-10-07T08:00:00+00:00",
+        "download_url": "https://d", "download_expires_at": "2021-10-14T07:41:18.000Z", "future_field": 1,
+    }}))
+    assert job.id == "1446017776678801409" and job.name is None and job.status == "created"
+    assert job.upload_expires_at - job.created_at == timedelta(minutes=15)
+    assert job.created_at.tzinfo is not None and job.estimated_completion.hour == 8
+    assert "X-Goog-Signature" not in repr(job) and "upload_url" not in job.metadata()
+    json.dumps(job.metadata())
+    sparse = ComplianceJob.from_api({"id": "5", "created_at": "not a date"})
+    assert sparse.created_at is None and sparse.resumable is False and sparse.status is None
+
+
+def test_empty_job_lists_in_every_known_shape():
+    assert protocol.jobs_from_answer(answer(200, {"meta": {"result_count": 0}})) == []
+    assert protocol.jobs_from_answer(answer(200, {"data": []})) == []
+    jobs = protocol.jobs_from_answer(answer(200, {"data": [{"id": "1"}, {"id": "2"}]}))
+    assert [job.id for job in jobs] == ["1", "2"]
+
+
+@pytest.mark.parametrize(
+    "status, body, error",
+    [
+        (400, {"title": "Invalid Request", "detail": "One or more parameters to your request was invalid.",
+               "type": "https://api.x.com/2/problems/invalid-request",
+               "errors": [{"message": "bad type", "parameters": {"type": ["x"]}}]}, exc.XComplianceInvalidRequest),
+        (401, {"title": "Unauthorized", "type": "about:blank", "status": 401, "detail": "Unauthorized"}, exc.XComplianceAuthError),
+        (403, {"title": "Forbidden", "type": "https://api.x.com/2/problems/client-forbidden"}, exc.XComplianceAuthError),
+        (404, {"title": "Not Found Error", "type": "https://api.x.com/2/problems/resource-not-found"}, exc.XComplianceNotFound),
+        (409, {"title": "Conflict", "detail": "You cannot create a new job if one is already in progress",
+               "type": "https://api.x.com/2/problems/conflict"}, exc.XComplianceConflict),
+        (400, {"title": "Conflict", "type": "https://api.twitter.com/2/problems/conflict"}, exc.XComplianceConflict),
+        (429, {"title": "Too Many Requests", "detail": "Too Many Requests", "type": "about:blank", "status": 429}, exc.XComplianceRateLimited),
+        (503, b"<html>Service Unavailable</html>", exc.XComplianceServerError),
+        (200, b"not json", exc.XComplianceServerError),
+        (200, {"errors": [{"title": "Not Found Error", "type": "https://api.x.com/2/problems/resource-not-found",
+                           "detail": "Could not find job"}]}, exc.XComplianceNotFound),
+    ],
+)
+def test_problems_become_typed_errors(status, body, error):
+    with pytest.raises(error) as caught:
+        answer(status, body, {"x-rate-limit-reset": "1767268800"})
+    assert caught.value.status in (status, 404)
+    if isinstance(body, dict) and "title" in body:
+        assert body["title"] in str(caught.value) and caught.value.type == body["type"]
+    if isinstance(body, dict) and body.get("errors") and status == 400:
+        assert "bad type" in str(caught.value)
+    if status == 429:
+        assert caught.value.reset_at == datetime.fromtimestamp(1767268800, timezone.utc)
+
+
+def test_retry_policy():
+    policy = protocol.RetryPolicy(max_retries=3, backoff=1.0, max_rate_limit_wait=300)
+    server, transport = exc.XComplianceServerError(503), exc.XComplianceTransportError("dropped")
+    assert 0.5 <= policy.delay(1, server) <= 1.0
+    assert 2.0 <= policy.delay(3, transport) <= 4.0
+    assert policy.delay(4, server) is None
+    assert policy.delay(1, exc.XComplianceInvalidRequest(400)) is None
+    assert policy.delay(1, exc.XComplianceAuthError(401)) is None
+    soon = exc.XComplianceRateLimited(429, reset_at=NOW + timedelta(seconds=120))
+    assert policy.delay(9, soon, now=NOW) == pytest.approx(121)
+    late = exc.XComplianceRateLimited(429, reset_at=NOW + timedelta(seconds=1000))
+    assert policy.delay(1, late, now=NOW) is None
+
+
+def test_poll_pacing():
+    job = ComplianceJob(id="1", status="in_progress")
+    assert protocol.next_poll_delay(job, 30, now=NOW) == 30
+    eta = ComplianceJob(id="1", status="in_progress", estimated_completion=NOW + timedelta(minutes=20))
+    assert protocol.next_poll_delay(eta, 30, now=NOW) == 1200
+    budget = RateLimit(limit=150, remaining=10, reset_at=NOW + timedelta(seconds=600))
+    assert protocol.next_poll_delay(job, 30, budget, now=NOW) == 60
+    spent = RateLimit(limit=150, remaining=0, reset_at=NOW + timedelta(seconds=600))
+    assert protocol.next_poll_delay(job, 30, spent, now=NOW) == 601
+
+
+def test_requests_are_checked_before_sending():
+    assert protocol.create_job_body("tweets") == {"type": "tweets"}
+    assert protocol.create_job_body("users", "n", True) == {"type": "users", "name": "n", "resumable": True}
+    with pytest.raises(ValueError, match="64"):
+        protocol.create_job_body("tweets", "x" * 65)
+    with pytest.raises(ValueError, match="tweets, users"):
+        protocol.create_job_body("likes")
+    with pytest.raises(ValueError, match="expired"):
+        protocol.list_jobs_params("tweets", "expired")
+    with pytest.raises(ValueError, match="job id"):
+        protocol.job_path("12a")
+
+
+def test_connection_settings():
+    conn = SimpleNamespace(conn_id="c", host="", schema=None, port=None, password=" tok ", extra_dejson={})
+    settings = protocol.ConnectionSettings.from_connection(conn)
+    assert settings.base_url == "https://api.x.com" and settings.token == "tok" and settings.timeout == 30
+    conn = SimpleNamespace(conn_id="c", host="127.0.0.1", schema="http", port=8123, password="t",
+                           extra_dejson={"timeout": 5, "max_retries": 2, "max_rate_limit_wait": 60})
+    settings = protocol.ConnectionSettings.from_connection(conn)
+    assert settings.base_url == "http://127.0.0.1:8123"
+    assert (settings.timeout, settings.retry_policy.max_retries, settings.retry_policy.max_rate_limit_wait) == (5, 2, 60)
+    assert settings.headers["Authorization"] == "Bearer t"
+    with pytest.raises(exc.XComplianceError, match="no bearer token"):
+        protocol.ConnectionSettings.from_connection(SimpleNamespace(conn_id="c", password="", extra_dejson={}))
+
+
+def test_storage_errors():
+    expired = protocol.storage_error(400, b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>ExpiredToken</Code>"
+                                          b"<Message>The provided token has expired.</Message></Error>")
+    assert expired.code == "ExpiredToken" and expired.status == 400
+    forged = protocol.storage_error(403, b"<Error><Code>SignatureDoesNotMatch</Code><Message>no</Message></Error>")
+    assert forged.code == "SignatureDoesNotMatch"
