@@ -1,0 +1,113 @@
+"""Reusable building blocks: a task group to drop into any DAG, and a standalone DAG factory."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import DAG, Asset, Param, TaskGroup
+
+from airflow_provider_xcompliance import DEFAULT_CONN_ID
+from airflow_provider_xcompliance.models import JOB_TYPES
+from airflow_provider_xcompliance.operators.compliance import (
+    XComplianceDownloadResultsOperator,
+    XComplianceSubmitJobOperator,
+    results_asset,
+)
+from airflow_provider_xcompliance.sensors.compliance import XComplianceJobSensor
+
+
+def compliance_task_group(
+    job_type: str,
+    ids_path: Any,
+    results_path: Any,
+    *,
+    group_id: str | None = None,
+    x_conn_id: str = DEFAULT_CONN_ID,
+    job_name: str | None = None,
+    resumable: bool = False,
+    poll_interval: float = 60.0,
+    deferrable: bool = True,
+    wait_timeout: timedelta = timedelta(hours=24),
+    asset: Asset | None = None,
+) -> TaskGroup:
+    """``submit`` (create + upload) → ``wait`` (deferred) → ``download``, as one task group.
+
+    Put it between your own tasks: ``export_ids >> compliance_task_group(...) >> apply``.
+    The summary is the XCom of ``<group_id>.download``; the job id that of ``<group_id>.submit``.
+    ``job_type``, ``ids_path``, ``results_path`` and ``job_name`` may be Jinja templates.
+
+    :param results_path: a folder ending in ``/`` (gets ``<type>-<job id>.jsonl``) or an object.
+    :param asset: the Asset the download updates (default ``x-compliance://<job_type>/results``).
+    """
+    static_type = job_type if job_type in JOB_TYPES else None
+    with TaskGroup(group_id=group_id or f"{static_type or 'x'}_compliance") as group:
+        submit = XComplianceSubmitJobOperator(
+            task_id="submit",
+            job_type=job_type,
+            ids_path=ids_path,
+            job_name=job_name,
+            resumable=resumable,
+            poll_interval=poll_interval,
+            wait_timeout=wait_timeout,
+            deferrable=deferrable,
+            x_conn_id=x_conn_id,
+        )
+        wait = XComplianceJobSensor(
+            task_id="wait",
+            job_id=submit.output,
+            poll_interval=poll_interval,
+            deferrable=deferrable,
+            timeout=wait_timeout.total_seconds(),
+            mode="reschedule",  # used only when not deferrable: frees the worker between checks
+            x_conn_id=x_conn_id,
+        )
+        download = XComplianceDownloadResultsOperator(
+            task_id="download",
+            job_id=submit.output,
+            results_path=results_path,
+            asset=asset or results_asset(static_type),
+            x_conn_id=x_conn_id,
+        )
+        submit >> wait >> download
+    return group
+
+
+def compliance_dag(
+    dag_id: str,
+    job_type: str,
+    ids_path: str,
+    results_path: str,
+    *,
+    schedule: Any = None,
+    x_conn_id: str = DEFAULT_CONN_ID,
+    poll_interval: float = 60.0,
+    deferrable: bool = True,
+    resumable: bool = False,
+    **dag_kwargs: Any,
+) -> DAG:
+    """A standalone compliance DAG whose job type, IDs path and results path are ``Param``s,
+    so "Trigger DAG w/ config" in the UI shows a form and a run can use other paths."""
+    dag_kwargs.setdefault("catchup", False)
+    dag_kwargs.setdefault("tags", ["x-compliance"])
+    dag_kwargs.setdefault("max_active_runs", 1)  # X runs one job at a time anyway
+    params = {
+        "job_type": Param(job_type, enum=list(JOB_TYPES), description="What the IDs are: tweet IDs or user IDs."),
+        "ids_path": Param(ids_path, type="string", minLength=1,
+                          description="Where the ID file is: a URL such as s3://conn@bucket/ids.txt or file:///data/ids.txt"),
+        "results_path": Param(results_path, type="string", minLength=1,
+                              description="Where the results go: a folder ending in / or an exact object URL."),
+    }
+    with DAG(dag_id, schedule=schedule, params=params, **dag_kwargs) as dag:
+        compliance_task_group(
+            job_type="{{ params.job_type }}",
+            ids_path="{{ params.ids_path }}",
+            results_path="{{ params.results_path }}",
+            group_id="compliance",
+            x_conn_id=x_conn_id,
+            poll_interval=poll_interval,
+            deferrable=deferrable,
+            resumable=resumable,
+            asset=results_asset(job_type),
+        )
+    return dag
