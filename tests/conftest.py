@@ -1,0 +1,38 @@
+"""Root fixtures: a migrated throw-away Airflow and a real SeaweedFS S3 server.
+
+Nothing here imports Airflow at import time, and nothing global is changed: Airflow runs in
+subprocesses whose environment ``AirflowEnv.env()`` builds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support import AirflowEnv, SeaweedS3
+
+
+@pytest.fixture(scope="session")
+def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> AirflowEnv:
+    """An AIRFLOW_HOME with a migrated SQLite DB, shared by the session (migrated once)."""
+    env = AirflowEnv(tmp_path_factory.mktemp("airflow_home"))
+    env.migrate()
+    return env
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """A SeaweedFS server with S3 gateway, started on first use and stopped at session end."""
+    server = SeaweedS3(tmp_path_factory.mktemp("seaweed"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_bucket(seaweed: SeaweedS3) -> str:
+    """A fresh, uniquely named bucket in the session's SeaweedFS server."""
+    return seaweed.create_bucket()
