@@ -1,0 +1,375 @@
+"""The emulator's shared state: jobs and their lifecycle, upload sessions, rate limits.
+
+Everything here is guarded by one lock, because the HTTP server answers each connection on its
+own thread. Job status is never stored: it is computed from the clock whenever a job is shown
+(``created`` -> ``expired`` when the upload window passes with no completed upload; a completed
+upload -> ``in_progress`` -> ``complete`` or ``failed`` once the processing time has passed and
+the result file is written), so no timer threads are needed and a fast clock (``speed``) only
+shortens the durations. Times are real Unix seconds at full precision; only the answers round
+them to the second.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import secrets
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .faults import FaultInjector
+from .rules import ProcessingCancelled, ProcessOutcome, ResultRules, TWEPOCH_MS, process_file
+from .signing import UrlSigner
+from .timefmt import iso_z
+
+__all__ = ["ACTIVE_MODES", "API_ENDPOINTS", "Config", "Job", "Session", "RateLimiter",
+           "EmulatorState"]
+
+logger = logging.getLogger("airflow_provider_xcompliance.emulator")
+
+ACTIVE_MODES = ("per_type", "global", "none")
+API_ENDPOINTS = ("create_job", "list_jobs", "get_job")
+BUCKETS = {"tweets": "twttr-tweet-compliance", "users": "twttr-user-compliance"}
+
+
+@dataclass(frozen=True)
+class Config:
+    """The emulator's settings; durations are emulated seconds (divided by ``speed``)."""
+
+    token: str = "emulator-token"
+    speed: float = 1.0
+    processing_seconds: float = 30.0
+    one_active_job: str = "per_type"
+    rate_limits: Mapping[str, int] = field(default_factory=lambda: dict.fromkeys(API_ENDPOINTS, 150))
+    rate_window_seconds: float = 900.0
+    upload_window_seconds: float = 900.0
+    download_window_seconds: float = 604800.0
+    session_window_seconds: float = 604800.0
+    estimated_completion: bool = True
+    gzip: bool = True
+    sessions_outlive_upload_window: bool = False
+
+    def real(self, seconds: float) -> float:
+        """Real seconds that ``seconds`` of emulated time last."""
+        return seconds / self.speed
+
+
+class Job:
+    """One compliance job (mutable; guarded by the state lock)."""
+
+    __slots__ = ("id", "type", "name", "resumable", "created", "upload_deadline",
+                 "download_deadline", "session_deadline", "uploaded_at", "processed",
+                 "outcome")
+
+    def __init__(self, job_id: str, job_type: str, name: str | None, resumable: bool,
+                 created: float, upload_deadline: float, download_deadline: float):
+        self.id = job_id
+        self.type = job_type
+        self.name = name
+        self.resumable = resumable
+        self.created = created
+        self.upload_deadline = upload_deadline
+        self.download_deadline = download_deadline
+        self.session_deadline: float | None = None  # latest expiry of a resumable session
+        self.uploaded_at: float | None = None  # when a complete upload was accepted
+        self.processed = False  # the result file (or the error) is ready
+        self.outcome: ProcessOutcome | None = None
+
+
+class Session:
+    """One resumable upload session (its own lock serializes the chunks sent to it)."""
+
+    __slots__ = ("id", "job_id", "path", "created", "expires", "stored", "total", "complete",
+                 "lock")
+
+    def __init__(self, session_id: str, job_id: str, path: Path, created: float, expires: float):
+        self.id = session_id
+        self.job_id = job_id
+        self.path = path
+        self.created = created
+        self.expires = expires
+        self.stored = 0  # bytes stored, always a prefix of the object
+        self.total: int | None = None  # object size, once the client has said
+        self.complete = False
+        self.lock = threading.Lock()
+
+
+class RateLimiter:
+    """Fixed-window request counters, one per endpoint, like X's 15-minute windows."""
+
+    def __init__(self, limits: Mapping[str, int], window: float):
+        self.limits = dict(limits)
+        self.window = window
+        self._windows: dict[str, list[float]] = {}  # endpoint -> [start, count]
+
+    def _current(self, endpoint: str, now: float) -> list[float]:
+        w = self._windows.get(endpoint)
+        if w is None or now >= w[0] + self.window:
+            w = self._windows[endpoint] = [now, 0]
+        return w
+
+    def _headers(self, limit: int, remaining: int, reset: float) -> dict[str, str]:
+        return {
+            "x-rate-limit-limit": str(limit),
+            "x-rate-limit-remaining": str(max(0, remaining)),
+            "x-rate-limit-reset": str(math.ceil(reset)),
+        }
+
+    def take(self, endpoint: str, now: float) -> tuple[bool, dict[str, str]]:
+        """Count one request; (allowed, rate-limit headers)."""
+        limit = self.limits[endpoint]
+        w = self._current(endpoint, now)
+        if w[1] >= limit:
+            return False, self._headers(limit, 0, w[0] + self.window)
+        w[1] += 1
+        return True, self._headers(limit, limit - int(w[1]), w[0] + self.window)
+
+    def peek(self, endpoint: str, now: float) -> dict[str, str]:
+        """The headers describing the current window, without counting a request."""
+        limit = self.limits[endpoint]
+        w = self._windows.get(endpoint)
+        if w is None or now >= w[0] + self.window:
+            return self._headers(limit, limit, now + self.window)
+        return self._headers(limit, limit - int(w[1]), w[0] + self.window)
+
+    def exhausted(self, endpoint: str, reset: float) -> dict[str, str]:
+        """The headers of an injected 429 (remaining 0, reset at ``reset``)."""
+        return self._headers(self.limits[endpoint], 0, reset)
+
+
+class EmulatorState:
+    """Jobs, sessions, counters, faults and the request log of one running emulator."""
+
+    def __init__(self, config: Config, data_dir: Path, rules: Mapping[str, ResultRules]):
+        self.config = config
+        self.data_dir = data_dir
+        self.rules = dict(rules)
+        self.lock = threading.RLock()
+        self.jobs: dict[str, Job] = {}
+        self.sessions: dict[str, Session] = {}
+        self.rate = RateLimiter(config.rate_limits, config.real(config.rate_window_seconds))
+        self.faults = FaultInjector()
+        self.request_log: list[tuple[str, str, int]] = []
+        self.signer: UrlSigner | None = None
+        self.base_url = ""
+        # The number before the underscore in X's object names; constant per app at X.
+        self.app_id = str(secrets.randbelow(8 * 10**18) + 10**18)
+        self._worker_bits = secrets.randbelow(1024) << 12
+        self._last_id = 0
+        self._cancel = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # -- clock and bookkeeping -------------------------------------------------------------
+
+    @staticmethod
+    def now() -> float:
+        return time.time()
+
+    def bind(self, signer: UrlSigner, base_url: str) -> None:
+        self.signer = signer
+        self.base_url = base_url
+
+    def record(self, method: str, endpoint: str, status: int) -> None:
+        """Access log: method, endpoint name and status only (never URLs or headers: signed
+        URLs and bearer tokens are credentials)."""
+        with self.lock:
+            self.request_log.append((method, endpoint, status))
+        logger.info("%s %s %s", method, endpoint, status or "dropped")
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    def _next_id(self, now: float) -> str:
+        job_id = ((int(now * 1000) - TWEPOCH_MS) << 22) | self._worker_bits
+        if job_id <= self._last_id:
+            job_id = self._last_id + 1
+        self._last_id = job_id
+        return str(job_id)
+
+    def status(self, job: Job, now: float) -> str:
+        if job.uploaded_at is None:
+            deadline = job.upload_deadline
+            if self.config.sessions_outlive_upload_window and job.session_deadline is not None:
+                deadline = max(deadline, job.session_deadline)
+            return "created" if now < deadline else "expired"
+        if job.processed and now >= job.uploaded_at + self.config.real(self.config.processing_seconds):
+            return "failed" if job.outcome.error else "complete"
+        return "in_progress"
+
+    def visible(self, job: Job, now: float) -> bool:
+        """Jobs drop out of the API once their download window has passed."""
+        return now < job.download_deadline
+
+    def find(self, job_id: str, now: float) -> Job | None:
+        with self.lock:
+            job = self.jobs.get(job_id)
+            return job if job is not None and self.visible(job, now) else None
+
+    def create_job(self, job_type: str, name: str | None, resumable: bool, now: float) -> Job | None:
+        """A new job, or None when the one-active-job rule forbids it."""
+        cfg = self.config
+        with self.lock:
+            if cfg.one_active_job != "none":
+                for other in self.jobs.values():
+                    if cfg.one_active_job == "per_type" and other.type != job_type:
+                        continue
+                    if self.status(other, now) in ("created", "in_progress"):
+                        return None
+            job = Job(self._next_id(now), job_type, name, resumable, now,
+                      now + cfg.real(cfg.upload_window_seconds),
+                      now + cfg.real(cfg.download_window_seconds))
+            self.jobs[job.id] = job
+        self.job_dir(job.id)
+        return job
+
+    def list_jobs(self, job_type: str, status: str | None, now: float) -> list[Job]:
+        with self.lock:
+            jobs = [j for j in self.jobs.values()
+                    if j.type == job_type and self.visible(j, now)
+                    and (status is None or self.status(j, now) == status)]
+        jobs.sort(key=lambda j: int(j.id), reverse=True)
+        return jobs
+
+    def all_jobs(self, now: float) -> list[Job]:
+        with self.lock:
+            jobs = [j for j in self.jobs.values() if self.visible(j, now)]
+        jobs.sort(key=lambda j: int(j.id), reverse=True)
+        return jobs
+
+    # -- URLs and the job object ----------------------------------------------------------
+
+    def object_path(self, job: Job, kind: str) -> str:
+        return f"/{BUCKETS[job.type]}/{job.id}/{kind}/{self.app_id}_{job.id}"
+
+    def _signed(self, job: Job, kind: str, method: str, window: float, headers=None) -> str:
+        date = int(job.created)
+        expires = math.ceil(job.created - date + window)  # covers the whole window
+        path = self.object_path(job, kind)
+        return f"{self.base_url}{path}?{self.signer.sign(method, path, date, expires, headers)}"
+
+    def upload_url(self, job: Job) -> str:
+        return self._signed(job, "submission", "POST" if job.resumable else "PUT",
+                            self.config.real(self.config.upload_window_seconds),
+                            {"content-type": "text/plain"})
+
+    def download_url(self, job: Job) -> str:
+        return self._signed(job, "delivery", "GET",
+                            self.config.real(self.config.download_window_seconds))
+
+    def view(self, job: Job, now: float) -> dict:
+        """The job object exactly as the API shows it at ``now``."""
+        with self.lock:
+            status = self.status(job, now)
+            data: dict = {"id": job.id, "type": job.type}
+            if job.name is not None:
+                data["name"] = job.name
+            data["resumable"] = job.resumable
+            data["status"] = status
+            data["created_at"] = iso_z(job.created)
+            data["upload_url"] = self.upload_url(job)
+            data["upload_expires_at"] = iso_z(job.upload_deadline)
+            data["download_url"] = self.download_url(job)
+            data["download_expires_at"] = iso_z(job.download_deadline)
+            if status == "failed":
+                data["error"] = job.outcome.error
+            elif status == "in_progress" and self.config.estimated_completion:
+                eta = job.uploaded_at + self.config.real(self.config.processing_seconds)
+                if eta <= now:  # the result file is still being written
+                    eta = now + 1
+                data["estimated_completion"] = iso_z(math.ceil(eta))
+            return data
+
+    # -- files ----------------------------------------------------------------------------
+
+    def job_dir(self, job_id: str) -> Path:
+        path = self.data_dir / job_id
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def submission_path(self, job_id: str) -> Path:
+        return self.data_dir / job_id / "submission.txt"
+
+    def results_path(self, job_id: str) -> Path:
+        return self.data_dir / job_id / "results.jsonl"
+
+    def new_part_path(self, job_id: str, prefix: str) -> Path:
+        return self.job_dir(job_id) / f"{prefix}-{secrets.token_hex(8)}.part"
+
+    # -- uploads --------------------------------------------------------------------------
+
+    def accept_upload(self, job: Job, part: Path, started: float) -> str | None:
+        """Make ``part`` the job's submission if the job still awaited it when the request
+        started; returns None on success, else the job's status (the caller refuses)."""
+        with self.lock:
+            if job.uploaded_at is not None:
+                return self.status(job, self.now())
+            status = self.status(job, started)
+            if status != "created":
+                return status
+            os.replace(part, self.submission_path(job.id))
+            job.uploaded_at = self.now()
+            thread = threading.Thread(target=self._process, args=(job,), daemon=True,
+                                      name=f"xcompliance-emulator-process-{job.id}")
+            self._threads = [t for t in self._threads if t.is_alive()]
+            self._threads.append(thread)
+        thread.start()
+        return None
+
+    def _process(self, job: Job) -> None:
+        try:
+            outcome = process_file(self.submission_path(job.id), self.results_path(job.id),
+                                   self.rules[job.type], self._cancel)
+        except ProcessingCancelled:
+            return
+        except Exception as exc:  # disk full, removed directory...: fail the job visibly
+            logger.exception("processing job %s failed", job.id)
+            outcome = ProcessOutcome(f"Internal error while processing: {type(exc).__name__}")
+        with self.lock:
+            job.outcome = outcome
+            job.processed = True
+
+    def start_session(self, job: Job, now: float) -> Session:
+        cfg = self.config
+        path = self.new_part_path(job.id, "session")
+        path.touch()
+        session = Session(secrets.token_urlsafe(48), job.id, path, now,
+                          now + cfg.real(cfg.session_window_seconds))
+        with self.lock:
+            self.sessions[session.id] = session
+            job.session_deadline = max(job.session_deadline or 0.0, session.expires)
+        return session
+
+    def find_session(self, session_id: str, now: float) -> Session | None:
+        with self.lock:
+            session = self.sessions.get(session_id)
+        if session is None or now >= session.expires:
+            return None
+        return session
+
+    def session_url(self, job: Job, session: Session) -> str:
+        return f"{self.base_url}{self.object_path(job, 'submission')}?upload_id={session.id}"
+
+    # -- shutdown -------------------------------------------------------------------------
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Stop the processing threads (they abandon their work) and wait for them."""
+        self._cancel.set()
+        with self.lock:
+            threads = list(self._threads)
+        deadline = time.monotonic() + timeout
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def wait_processed(self, job_id: str, timeout: float) -> bool:
+        """Test helper: wait until the job's result file (or error) is ready."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                job = self.jobs.get(job_id)
+                if job is not None and job.processed:
+                    return True
+            time.sleep(0.01)
+        return False
