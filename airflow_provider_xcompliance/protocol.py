@@ -28,6 +28,7 @@ from airflow_provider_xcompliance.exceptions import (
     XComplianceTransportError,
 )
 from airflow_provider_xcompliance.models import (
+    CREATED,
     JOB_TYPES,
     LISTABLE_STATUSES,
     ComplianceJob,
@@ -292,14 +293,19 @@ def next_poll_delay(
 ) -> float:
     """How long to wait before asking about ``job`` again.
 
-    Waits for the job's ``estimated_completion`` when it is further than ``poll_interval``
-    (no point asking earlier), and spreads the endpoint's remaining budget over the time left in
-    the rate-limit window so that polling never runs into a 429.
+    Until the job's ``estimated_completion`` when the API gives one in the future (asking
+    earlier is pointless, asking later wastes time), ``poll_interval`` otherwise (but no later
+    than the end of a created job's upload window, when it expires); and never
+    faster than the endpoint's remaining budget spread over the rest of its rate-limit window,
+    so that polling never runs into a 429.
     """
     now = now or datetime.now(timezone.utc)
     delay = poll_interval
-    if job.estimated_completion is not None:
-        delay = max(delay, (job.estimated_completion - now).total_seconds())
+    if job.estimated_completion is not None and job.estimated_completion > now:
+        delay = (job.estimated_completion - now).total_seconds() + 1.0
+    elif job.status == CREATED and job.upload_expires_at is not None and job.upload_expires_at > now:
+        # A job waiting for its upload changes state by the end of its window at the latest.
+        delay = min(delay, (job.upload_expires_at - now).total_seconds() + 1.0)
     if rate_limit and rate_limit.reset_at is not None and rate_limit.remaining is not None:
         window_left = max(0.0, (rate_limit.reset_at - now).total_seconds())
         if rate_limit.remaining <= 0:

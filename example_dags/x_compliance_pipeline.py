@@ -2,18 +2,22 @@
 
 ``export_*`` write the IDs a data store holds to object storage, the compliance task groups
 check them with X (tweets and users side by side: where X allows only one active job, the
-second submit waits, deferred, for the first job to end), and
-``apply`` reads the summaries and the results to decide what to delete or redact.
+second submit waits, deferred, for the first job to end), and ``apply`` reads the summaries
+and the results to decide what to delete or redact.
 """
 
 import json
+import os
 
 import pendulum
-from _settings import DATA_URL
 
 from airflow.sdk import DAG, ObjectStoragePath, task
 
 from airflow_provider_xcompliance.dags import compliance_task_group
+
+# Where IDs are read and results written by default: any object-storage URL
+# (file:///srv/compliance, s3://aws_default@bucket/compliance). Each run can override the paths.
+DATA_URL = os.environ.get("X_COMPLIANCE_DATA_URL", "file:///tmp/x-compliance").rstrip("/")
 
 RUN_DATA = DATA_URL + "/pipeline/{{ ds }}"
 

@@ -1,8 +1,12 @@
 """Weekly compliance check of the stored user IDs: submit → wait (deferred) → download."""
 
-from _settings import DATA_URL
+import os
 
 from airflow_provider_xcompliance.dags import compliance_dag
+
+# Where IDs are read and results written by default: any object-storage URL
+# (file:///srv/compliance, s3://aws_default@bucket/compliance). Each run can override the paths.
+DATA_URL = os.environ.get("X_COMPLIANCE_DATA_URL", "file:///tmp/x-compliance").rstrip("/")
 
 dag = compliance_dag(
     "x_compliance_users",

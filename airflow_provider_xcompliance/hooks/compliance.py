@@ -7,7 +7,6 @@ import os
 import re
 import time
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timezone
 from functools import cached_property
 from typing import Any, Callable
 
@@ -28,7 +27,7 @@ from airflow_provider_xcompliance.exceptions import (
     XComplianceTransportError,
 )
 from airflow_provider_xcompliance.ids import IdNormalizer, blocks_from_ids, normalized_blocks
-from airflow_provider_xcompliance.models import ACTIVE_STATUSES, COMPLETE, ComplianceJob, RateLimit
+from airflow_provider_xcompliance.models import COMPLETE, ComplianceJob, RateLimit
 from airflow_provider_xcompliance.progress import Progress
 from airflow_provider_xcompliance.results import ResultsSummary
 from airflow_provider_xcompliance.storage import Location, atomic_writer, read_blocks, to_path

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import logging
 import socket
-import time
 from email.message import Message
 from pathlib import Path
 

@@ -90,9 +90,16 @@ def test_poll_pacing():
     job = ComplianceJob(id="1", status="in_progress")
     assert protocol.next_poll_delay(job, 30, now=NOW) == 30
     eta = ComplianceJob(id="1", status="in_progress", estimated_completion=NOW + timedelta(minutes=20))
-    assert protocol.next_poll_delay(eta, 30, now=NOW) == 1200
+    assert protocol.next_poll_delay(eta, 30, now=NOW) == 1201
+    soon = ComplianceJob(id="1", status="in_progress", estimated_completion=NOW + timedelta(seconds=5))
+    assert protocol.next_poll_delay(soon, 30, now=NOW) == 6
+    late = ComplianceJob(id="1", status="in_progress", estimated_completion=NOW - timedelta(seconds=5))
+    assert protocol.next_poll_delay(late, 30, now=NOW) == 30
+    waiting = ComplianceJob(id="1", status="created", upload_expires_at=NOW + timedelta(seconds=9))
+    assert protocol.next_poll_delay(waiting, 30, now=NOW) == 10
     budget = RateLimit(limit=150, remaining=10, reset_at=NOW + timedelta(seconds=600))
     assert protocol.next_poll_delay(job, 30, budget, now=NOW) == 60
+    assert protocol.next_poll_delay(soon, 30, budget, now=NOW) == 60
     spent = RateLimit(limit=150, remaining=0, reset_at=NOW + timedelta(seconds=600))
     assert protocol.next_poll_delay(job, 30, spent, now=NOW) == 601
 

@@ -1,0 +1,148 @@
+"""The end-to-end demo behind ``./dev demo`` and ``./dev airflow``.
+
+``python -m airflow_provider_xcompliance.demo`` generates an ID file of realistic size and its
+ground truth, starts the X API emulator, and runs the ``x_compliance_tweets`` example DAG with
+``airflow dags test`` (SQLite, a local folder for object storage); then it prints where the
+results are, their summary, and whether they match the ground truth line for line.
+
+``--standalone`` instead starts ``airflow standalone`` (scheduler, triggerer, API server) with
+the same emulator, connection and example DAGs, for the UI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from airflow_provider_xcompliance.emulator import XComplianceEmulator, expected_results, generate_dataset
+from airflow_provider_xcompliance.results import ResultsSummary
+
+DEMO_TOKEN = "demo-bearer-token-not-a-secret"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], prog="python -m airflow_provider_xcompliance.demo")
+    parser.add_argument("--workdir", type=Path, default=Path(".demo"), help="where everything is kept (default .demo)")
+    parser.add_argument("--dags-folder", type=Path, default=Path("example_dags"))
+    parser.add_argument("--ids", type=int, default=1_000_000, help="how many tweet IDs to generate (default 1,000,000)")
+    parser.add_argument("--speed", type=float, default=120.0, help="emulated time runs this much faster (default 120)")
+    parser.add_argument("--standalone", action="store_true", help="start airflow standalone for the UI instead")
+    parser.add_argument("--port", type=int, default=8080, help="the Airflow UI's port with --standalone")
+    args = parser.parse_args(argv)
+
+    logging.getLogger("airflow_provider_xcompliance.emulator").setLevel(logging.WARNING)
+    workdir = args.workdir.resolve()
+    data = workdir / "data"
+    airflow_home = workdir / "airflow"
+    airflow_home.mkdir(parents=True, exist_ok=True)
+    datasets = {job_type: _dataset(data, job_type, args.ids if job_type == "tweets" else max(args.ids // 10, 1000))
+                for job_type in ("tweets", "users")}
+
+    with XComplianceEmulator(
+        token=DEMO_TOKEN,
+        data_dir=workdir / "emulator",
+        speed=args.speed,
+        processing_seconds=1800,  # a half-hour job: 15 s at the default speed
+        ground_truth={job_type: truth for job_type, (_, truth) in datasets.items()},
+    ) as emulator:
+        env = _airflow_env(airflow_home, args.dags_folder.resolve(), data, emulator.base_url)
+        print(f"X API emulator: {emulator.base_url}   Airflow home: {airflow_home}")
+        _run(["airflow", "db", "migrate"], env, airflow_home / "migrate.log")
+        if args.standalone:
+            return _standalone(env, args.port, airflow_home)
+        return _dags_test(env, airflow_home, data, datasets["tweets"])
+
+
+def _dataset(data: Path, job_type: str, count: int) -> tuple[Path, Path]:
+    ids, truth = data / "ids" / f"{job_type}.txt", data / "truth" / f"{job_type}.csv"
+    if not ids.exists() or not truth.exists() or sum(1 for _ in ids.open("rb")) != count:
+        ids.parent.mkdir(parents=True, exist_ok=True)
+        truth.parent.mkdir(parents=True, exist_ok=True)
+        print(f"Generating {count:,} {job_type} IDs and their ground truth in {data}")
+        generate_dataset(count, job_type, ids, truth, seed=2026)
+    return ids, truth
+
+
+def _airflow_env(airflow_home: Path, dags_folder: Path, data: Path, api_url: str) -> dict[str, str]:
+    connection = {"conn_type": "x_compliance", "host": api_url, "password": DEMO_TOKEN}
+    return {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
+        "AIRFLOW_CONN_X_COMPLIANCE_DEFAULT": json.dumps(connection),
+        "X_COMPLIANCE_DATA_URL": data.as_uri(),
+    }
+
+
+def _run(command: list[str], env: dict[str, str], log: Path) -> None:
+    with log.open("w") as output:
+        result = subprocess.run(command, env=env, stdout=output, stderr=subprocess.STDOUT)
+    if result.returncode:
+        sys.exit(f"{' '.join(command)} failed; see {log}")
+
+
+def _dags_test(env: dict[str, str], airflow_home: Path, data: Path, dataset: tuple[Path, Path]) -> int:
+    ids, truth = dataset
+    results_dir = data / "results" / "tweets"
+    before = set(results_dir.glob("*.jsonl")) if results_dir.exists() else set()
+    log = airflow_home / "dags-test.log"
+    print(f"Running the x_compliance_tweets DAG (airflow dags test); task logs in {log}")
+    started = time.monotonic()
+    _run(["airflow", "dags", "test", "x_compliance_tweets"], env, log)
+    new = sorted(set(results_dir.glob("*.jsonl")) - before, key=lambda p: p.stat().st_mtime)
+    if not new:
+        print(f"The DAG run produced no results file; see {log}")
+        return 1
+    results = new[-1]
+
+    summary = ResultsSummary(str(results))
+    with results.open("rb") as file:
+        while block := file.read(1024 * 1024):
+            summary.feed(block)
+    summary.finish()
+    with ids.open() as id_lines:
+        expected = [json.dumps(r, separators=(",", ":")) for r in expected_results((i.strip() for i in id_lines), "tweets", ground_truth=truth)]
+    landed = [json.dumps(json.loads(line), separators=(",", ":")) for line in results.read_text().splitlines()]
+
+    print(f"\nDone in {time.monotonic() - started:.0f} s. Results: {results}")
+    print(f"  {summary.lines:,} lines for {summary.distinct_ids:,} distinct tweets out of the IDs checked")
+    for reason, count in sorted(summary.by_reason.items(), key=lambda item: -item[1]):
+        print(f"  {reason:<12} {count:>9,}")
+    matches = landed == expected
+    print(f"  matches the ground truth line for line: {'yes' if matches else 'NO'}")
+    return 0 if matches else 1
+
+
+def _standalone(env: dict[str, str], port: int, airflow_home: Path) -> int:
+    env = {
+        **env,
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+    }
+    print(f"Starting Airflow on http://127.0.0.1:{port} (Ctrl-C stops everything)")
+    print(f"Login: admin, password in {airflow_home / 'simple_auth_manager_passwords.json.generated'}")
+    process = subprocess.Popen([shutil.which("airflow", path=env["PATH"]) or "airflow", "standalone"], env=env)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""The example DAGs: they import cleanly, and the pipeline runs end to end against the emulator."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from airflow_provider_xcompliance.emulator import XComplianceEmulator, expected_results, generate_dataset
+
+EXAMPLE_DAGS = Path(__file__).parents[1] / "example_dags"
+TOKEN = "example-dags-token-93be11"
+
+DAGBAG = """
+import json
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag({folder!r})
+print("DAGBAG " + json.dumps({{
+    "errors": {{path: str(error) for path, error in bag.import_errors.items()}},
+    "dags": {{dag_id: {{"params": sorted(dag.params.keys()), "tasks": sorted(dag.task_ids)}} for dag_id, dag in bag.dags.items()}},
+}}))
+"""
+
+
+def test_example_dags_import_cleanly(airflow_env):
+    result = airflow_env.python(DAGBAG.format(folder=str(EXAMPLE_DAGS)))
+    assert result.returncode == 0, result.stdout[-3000:]
+    line = next(line for line in result.stdout.splitlines() if line.startswith("DAGBAG "))
+    bag = json.loads(line.removeprefix("DAGBAG "))
+    assert bag["errors"] == {}
+    assert set(bag["dags"]) == {"x_compliance_tweets", "x_compliance_users", "x_compliance_pipeline", "x_compliance_consumer"}
+    for dag_id in ("x_compliance_tweets", "x_compliance_users"):
+        assert bag["dags"][dag_id]["params"] == ["ids_path", "job_type", "results_path"]
+        assert bag["dags"][dag_id]["tasks"] == ["compliance.download", "compliance.submit", "compliance.wait"]
+    assert "users_compliance.wait" in bag["dags"]["x_compliance_pipeline"]["tasks"]
+    assert "tweets_compliance.wait" in bag["dags"]["x_compliance_pipeline"]["tasks"]
+
+
+def test_pipeline_runs_two_jobs_of_different_types(airflow_env, tmp_path):
+    data = tmp_path / "data"
+    (data / "ids").mkdir(parents=True)
+    truth = {kind: tmp_path / f"{kind}-truth.csv" for kind in ("tweets", "users")}
+    generate_dataset(20_000, "tweets", data / "ids" / "tweets.txt", truth["tweets"], seed=11)
+    generate_dataset(5_000, "users", data / "ids" / "users.txt", truth["users"], seed=12)
+    connection = {"conn_type": "x_compliance", "host": "", "password": TOKEN}
+    # One active job for the whole app: the second submit must wait (deferred) for the first job.
+    with XComplianceEmulator(token=TOKEN, data_dir=tmp_path / "emu", speed=60, processing_seconds=300,
+                             one_active_job="global", ground_truth=truth) as emulator:
+        connection["host"] = emulator.base_url
+        run = airflow_env.dags_test(
+            "x_compliance_pipeline", EXAMPLE_DAGS,
+            env={"AIRFLOW_CONN_X_COMPLIANCE_DEFAULT": json.dumps(connection), "X_COMPLIANCE_DATA_URL": data.as_uri()},
+        ).assert_success()
+        jobs = emulator.jobs()
+
+    assert sorted(job["type"] for job in jobs) == ["tweets", "users"]
+    assert all(job["status"] == "complete" for job in jobs)
+    assert run.was_deferred("tweets_compliance.submit") or run.was_deferred("users_compliance.submit")
+
+    expected = {kind: list(expected_results((data / "ids" / f"{kind}.txt").read_text().split(), kind,
+                                            ground_truth=truth[kind])) for kind in ("tweets", "users")}
+    for kind in ("tweets", "users"):
+        summary = run.xcom(f"{kind}_compliance.download")
+        assert summary["by_reason"] == dict(sorted(Counter(e["reason"] for e in expected[kind]).items()))
+        landed = Path(summary["path"].removeprefix("file://")).read_text().splitlines()
+        assert [json.loads(line) for line in landed] == expected[kind]
+    plan = run.xcom("apply")
+    assert plan["tweets_to_delete"] == len({e["id"] for e in expected["tweets"] if e["action"] == "delete"})
+    assert plan["users_by_reason"] == run.xcom("users_compliance.download")["by_reason"]
