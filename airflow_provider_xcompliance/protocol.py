@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
 from xml.etree import ElementTree
@@ -59,7 +59,7 @@ class ConnectionSettings:
     """What an ``x_compliance`` connection holds, read the same way by hook and trigger."""
 
     base_url: str
-    token: str
+    token: str = field(repr=False)
     timeout: float = 30.0
     max_retries: int = 5
     max_rate_limit_wait: float = 900.0

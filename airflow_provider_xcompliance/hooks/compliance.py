@@ -20,6 +20,7 @@ from airflow_provider_xcompliance.exceptions import (
     JobEndedError,
     JobNotComplete,
     UploadWindowExpired,
+    XComplianceAuthError,
     XComplianceConflict,
     XComplianceError,
     XComplianceServerError,
@@ -96,6 +97,8 @@ class XComplianceHook(BaseHook):
             )
         except requests.RequestException as exc:
             return False, f"Cannot reach {self.settings.base_url}: {type(exc).__name__}"
+        except XComplianceAuthError as exc:
+            return False, f"{exc}: check the bearer token (the connection's password)"
         except (XComplianceError, ValueError) as exc:
             return False, str(exc)
         return True, f"Connected to {settings.base_url}: {len(jobs)} recent tweets compliance job(s)"
