@@ -1,16 +1,27 @@
-"""A real deployment test: ``airflow standalone`` runs the example DAG ``x_compliance_tweets``.
+"""A real deployment test: ``airflow standalone`` runs the example DAGs ``x_compliance_tweets``
+and ``x_compliance_consumer``.
 
 Airflow 3.3 (scheduler, dag-processor, api-server and triggerer; SQLite; LocalExecutor) runs as
 ``airflow standalone`` on free loopback ports, against the X API emulator (in this process) and a
 real SeaweedFS S3 server. The test drives Airflow only the way a user does: through its REST API
-(log in for a JWT, unpause, trigger a run with a conf, poll). Then it checks that
+(log in for a JWT, unpause, trigger a run with a conf, poll). Unpausing the ``@weekly`` tweets
+DAG also starts its scheduled run at once (see below), which uses the DAG's default params (from
+``X_COMPLIANCE_DATA_URL``); the triggered run, with other paths in its conf, runs after it
+(``max_active_runs=1``). Then it checks that
 
-1. ``compliance.wait`` really waited in the triggerer: the REST API showed it ``deferred`` on an
-   ``XComplianceJobTrigger`` held by the TriggererJob, its state history (the event log) has
-   ``deferred``, and the triggerer ran the trigger;
-2. the run succeeded;
-3. the results landed in S3, line for line what the emulator's ground truth says;
+1. ``compliance.wait`` of the triggered run really waited in the triggerer: the REST API showed
+   it ``deferred`` on an ``XComplianceJobTrigger`` held by the TriggererJob, its state history
+   (the event log) has ``deferred``, and the triggerer ran the trigger;
+2. both runs succeeded, one after the other;
+3. the results landed in S3 where each run was told to put them, line for line what the
+   emulator's ground truth says;
 4. the Asset event of ``x-compliance://tweets/results`` carries the download summary;
+5. the Asset consumer ``x_compliance_consumer`` ran on those events: its ``react`` task
+   succeeded and returned (XCom) the path and line count of each summary;
+6. what the UI builds its forms from: the connection form of ``x_compliance`` (relabelled
+   fields, the extra fields of ``conn-fields``), the provider in the providers list, the
+   DAG's params (the "Trigger" form), and the connection form's "Test" button (a good token
+   passes, a wrong one fails with the 401);
 
 and that the bearer token of the X connection appears in no log file nor in the output.
 
@@ -22,9 +33,24 @@ Things about ``airflow standalone`` on 3.3.2 that this relies on (see also
   their log servers bind every interface (uvicorn ``host=""``, not configurable), and the API
   server reads the task logs from the local files anyway.
 * ``[core] execution_api_server_url`` must follow ``[api] port`` or every task fails.
-* ``[scheduler] use_job_schedule = False``: the example DAG is ``@weekly`` without a start date,
-  so unpausing it would also start a scheduled run at once (catchup=False runs the latest
-  interval), which would compete with the triggered run (``max_active_runs=1``, one active job).
+* The scheduled run: the example DAG is ``@weekly`` without a start date and ``catchup=False``,
+  so unpausing it starts a run of the latest interval at once (``CronTriggerTimetable`` with
+  catchup off always schedules the latest past tick). No 3.3.2 setting stops that run but
+  keeps Asset-triggered runs: ``[scheduler] use_job_schedule = False`` skips
+  ``_create_dagruns_for_dags`` altogether, which creates both kinds;
+  ``create_cron_data_intervals`` only swaps in ``CronDataIntervalTimetable``, which also runs
+  the latest complete interval at once. So the test lets that run happen and makes it valid:
+  the IDs are also at the default ``<X_COMPLIANCE_DATA_URL>/ids/tweets.txt``, and it must
+  succeed too. It is created at once on unpause and its ``run_after`` is the past weekly tick,
+  so it runs first; the triggered run is queued behind it.
+* The connection form's metadata is served by the UI router, ``GET /ui/connections/hook_meta``
+  (``/api/v2/connections/hook_meta`` would be a connection named ``hook_meta``). "Test"
+  (``POST /api/v2/connections/test``) runs the hook's ``test_connection()`` in the API server
+  and answers 403 unless ``[core] test_connection = Enabled``.
+* ``GET /api/v2/assets/events`` (and a run's ``upstreamAssetEvents``) answers 500 while a run
+  that one of the listed events created is still queued: ``DagRunAssetReference.start_date``
+  must be a datetime, and a queued run has none. So the events are read once every consumer
+  run has finished.
 * Stopping: SIGTERM to its process group ends every component in a few seconds (standalone
   itself dies at once, its components each get the signal too). SIGINT (what Ctrl-C sends to
   the group) is worse: the scheduler was still running 40 s later. Anything still running
@@ -40,12 +66,14 @@ import signal
 import subprocess
 import time
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
+from airflow_provider_xcompliance import __version__
 from airflow_provider_xcompliance.emulator import XComplianceEmulator, expected_results, generate_dataset
 from tests.support import AirflowEnv, SeaweedS3, free_ports
 from tests.support.procs import die_with_parent
@@ -53,22 +81,30 @@ from tests.support.procs import die_with_parent
 REPO = Path(__file__).resolve().parents[1]
 DAGS_FOLDER = REPO / "example_dags"
 DAG_ID = "x_compliance_tweets"
+CONSUMER_DAG_ID = "x_compliance_consumer"
 SUBMIT_TASK = "compliance.submit"
 WAIT_TASK = "compliance.wait"
 DOWNLOAD_TASK = "compliance.download"
+REACT_TASK = "react"
 TRIGGER_CLASSPATH = "airflow_provider_xcompliance.triggers.compliance.XComplianceJobTrigger"
+HOOK_CLASSPATH = "airflow_provider_xcompliance.hooks.compliance.XComplianceHook"
+PROVIDER_PACKAGE = "airflow-provider-xcompliance"
+CONN_TYPE = "x_compliance"
 ASSET_URI = "x-compliance://tweets/results"
 ID_COUNT = 20_000
 
-# The emulator's clock runs 100x: a job takes 3000 emulated s = 30 real s after its upload. Long
-# enough that the wait task surely finds it in progress (and defers) even on a slow machine;
-# the trigger then checks once at once and again after the DAG's poll_interval (60 s).
+# The emulator's clock runs 100x: a job takes 1500 emulated s = 15 real s after its upload. The
+# wait task checks the job a few seconds after the upload (task start-up), so it finds it in
+# progress and defers, with room to spare on a slow machine; the trigger checks at once, then
+# sleeps until the job's estimated_completion (not the DAG's 60 s poll_interval).
 EMULATOR_SPEED = 100
-PROCESSING_SECONDS = 3000
+PROCESSING_SECONDS = 1500
 
 STARTUP_TIMEOUT = 120  # standalone up, API healthy, every component heartbeating
-PARSE_TIMEOUT = 90  # the DAG shows up in the API
-RUN_TIMEOUT = 300  # the run reaches a terminal state
+PARSE_TIMEOUT = 90  # the DAGs show up in the API
+SCHEDULE_TIMEOUT = 30  # the scheduled run shows up after unpausing
+RUN_TIMEOUT = 300  # both tweets runs reach a terminal state
+CONSUMER_TIMEOUT = 120  # the consumer has run on both Asset events
 STOP_TIMEOUT = 20  # from SIGTERM to SIGKILL
 
 TERMINAL_RUN_STATES = {"success", "failed"}
@@ -282,14 +318,109 @@ def _log_files(home: Path) -> list[Path]:
     return sorted(p for p in (home / "logs").rglob("*") if p.is_file())
 
 
-def _task_logs(home: Path, run_id: str, lines: int = 80) -> str:
+def _task_logs(home: Path, dag_id: str, run_id: str, lines: int = 80) -> str:
     """The tails of this run's task (and trigger) log files, for failure messages."""
     parts = []
     for path in _log_files(home):
-        if f"dag_id={DAG_ID}" in str(path) and run_id in str(path):
+        if f"dag_id={dag_id}" in str(path) and f"run_id={run_id}" in str(path):
             text = path.read_text(errors="replace").splitlines()
             parts.append(f"--- {path.relative_to(home)} ---\n" + "\n".join(text[-lines:]))
-    return "\n".join(parts) or "(no task log files)"
+    return "\n".join(parts) or f"(no task log files of {dag_id} {run_id})"
+
+
+def _when(timestamp: str) -> datetime:
+    return datetime.fromisoformat(timestamp)  # 3.11 reads a trailing Z
+
+
+def _xcom(standalone: Standalone, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
+    """An XCom value as the REST API gives it (its native JSON; decoded if it is JSON text)."""
+    entry = standalone.api(
+        "GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}"
+    )
+    value = entry["value"]
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            pass
+    return value
+
+
+def _task_states(standalone: Standalone, dag_id: str, run_id: str) -> dict[str, dict[str, Any]]:
+    return {
+        ti["task_id"]: ti
+        for ti in standalone.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
+    }
+
+
+def _wait_parsed(standalone: Standalone, dag_id: str, deadline: float, diagnostics: Any) -> None:
+    while standalone.request("GET", f"/api/v2/dags/{dag_id}").status_code != 200:
+        if time.monotonic() > deadline:
+            errors = standalone.request("GET", "/api/v2/importErrors").text[:3000]
+            pytest.fail(f"DAG {dag_id} not parsed after {PARSE_TIMEOUT} s; import errors: {errors}\n"
+                        f"{diagnostics()}")
+        time.sleep(1)
+
+
+def _check_connection_form(standalone: Standalone) -> None:
+    """What the UI's connection form is built from: the provider-info dict's connection type."""
+    hooks = standalone.api("GET", "/ui/connections/hook_meta")
+    ours = [h for h in hooks if h["connection_type"] == CONN_TYPE]
+    assert len(ours) == 1, f"connection types in the form: {sorted(str(h['connection_type']) for h in hooks)}"
+    meta = ours[0]
+    assert meta["hook_class_name"] == HOOK_CLASSPATH, meta
+    assert meta["hook_name"] == "X Compliance", meta
+    fields = meta["standard_fields"]
+    assert fields, f"no standard field behaviour for {CONN_TYPE}: {meta}"
+    assert fields["password"]["title"] == "Bearer token", fields
+    assert fields["password"]["hidden"] is False, fields
+    assert fields["host"]["title"] == "API base URL", fields
+    assert fields["host"]["placeholder"] == "https://api.x.com", fields
+    for hidden in ("login", "port", "url_schema"):
+        assert fields[hidden] and fields[hidden]["hidden"] is True, (hidden, fields)
+    extra = meta["extra_fields"] or {}
+    assert set(extra) == {"timeout", "max_retries", "max_rate_limit_wait"}, extra
+    assert "number" in extra["timeout"]["schema"]["type"], extra["timeout"]
+    assert "integer" in extra["max_retries"]["schema"]["type"], extra["max_retries"]
+    assert "number" in extra["max_rate_limit_wait"]["schema"]["type"], extra["max_rate_limit_wait"]
+    for name, field in extra.items():
+        assert field["schema"].get("title"), f"extra field {name} has no label: {field}"
+
+
+def _check_provider_listed(standalone: Standalone) -> None:
+    providers = standalone.api("GET", "/api/v2/providers", params={"limit": 1000})["providers"]
+    ours = [p for p in providers if p["package_name"] == PROVIDER_PACKAGE]
+    assert len(ours) == 1, f"providers: {sorted(p['package_name'] for p in providers)}"
+    assert ours[0]["version"] == __version__, ours[0]
+
+
+def _check_params(standalone: Standalone, defaults: dict[str, str]) -> None:
+    """The "Trigger" form is built from the DAG's params, as the DAG details show them."""
+    details = standalone.api("GET", f"/api/v2/dags/{DAG_ID}/details")
+    params = details["params"] or {}
+    assert set(params) == {"job_type", "ids_path", "results_path"}, params
+    assert params["job_type"]["value"] == "tweets", params["job_type"]
+    assert params["job_type"]["schema"]["enum"] == ["tweets", "users"], params["job_type"]
+    for name in ("ids_path", "results_path"):
+        assert params[name]["value"] == defaults[name], (name, params[name])
+        assert params[name]["schema"]["type"] == "string", (name, params[name])
+        assert params[name]["description"], (name, params[name])
+
+
+def _check_test_connection(standalone: Standalone, base_url: str, token: str) -> None:
+    """The connection form's "Test" button: the API server runs the hook's test_connection()."""
+    body = {
+        "connection_id": "x_compliance_form_test",  # not a stored connection: only what is sent counts
+        "conn_type": CONN_TYPE,
+        "host": base_url,
+        "password": token,
+        "extra": json.dumps({"timeout": 10, "max_retries": 1}),
+    }
+    answer = standalone.api("POST", "/api/v2/connections/test", json=body)
+    assert answer["status"] is True, answer
+    wrong = standalone.api("POST", "/api/v2/connections/test", json={**body, "password": "xct-wrong-token"})
+    assert wrong["status"] is False, wrong
+    assert "401" in str(wrong["message"]), wrong
 
 
 # ---------------------------------------------------------------------------- the test
@@ -305,7 +436,9 @@ def test_standalone_runs_example_dag_with_deferral_to_the_triggerer(
 
     token = "xct-" + secrets.token_hex(20)
 
-    # The data: 20,000 tweet IDs in S3, and what X (the emulator) will say about them.
+    # The data: 20,000 tweet IDs in S3, and what X (the emulator) will say about them. The same
+    # IDs twice: where the example DAG looks by default (its scheduled run), and where the
+    # triggered run's conf says.
     ids_file, truth_file = tmp_path / "tweets.txt", tmp_path / "truth.csv"
     generate_dataset(ID_COUNT, "tweets", ids_file, truth_file, seed=1)
     ids = ids_file.read_text().splitlines()
@@ -313,11 +446,17 @@ def test_standalone_runs_example_dag_with_deferral_to_the_triggerer(
     assert expected, "the generated dataset flags no tweet: nothing to compare"
     s3 = seaweed.client()
     s3.upload_file(str(ids_file), s3_bucket, "ids/tweets.txt")
+    s3.upload_file(str(ids_file), s3_bucket, "triggered/ids.txt")
     data_url = f"s3://seaweed@{s3_bucket}"
-    conf = {
+    defaults = {  # example_dags/x_compliance_tweets.py with X_COMPLIANCE_DATA_URL=data_url
         "job_type": "tweets",
         "ids_path": f"{data_url}/ids/tweets.txt",
-        "results_path": f"{data_url}/results/",
+        "results_path": f"{data_url}/results/tweets/",
+    }
+    conf = {
+        "job_type": "tweets",
+        "ids_path": f"{data_url}/triggered/ids.txt",
+        "results_path": f"{data_url}/triggered/results/",
     }
 
     airflow = AirflowEnv(tmp_path / "airflow_home")
@@ -347,7 +486,7 @@ def test_standalone_runs_example_dag_with_deferral_to_the_triggerer(
                 "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
                 "AIRFLOW__CORE__PARALLELISM": "4",
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-                "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+                "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
                 "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
                 "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
@@ -362,6 +501,8 @@ def test_standalone_runs_example_dag_with_deferral_to_the_triggerer(
 
         standalone = Standalone(airflow, env, api_port, tmp_path / "standalone.out")
         run_id: str | None = None
+        scheduled_run_id: str | None = None
+        consumer_run_ids: list[str] = []
         states_seen: list[str] = []
         deferred_views: list[dict[str, Any]] = []
 
@@ -371,8 +512,11 @@ def test_standalone_runs_example_dag_with_deferral_to_the_triggerer(
                 parts.append(f"emulator jobs: {json.dumps(emu.jobs(), default=str)[:3000]}")
             except Exception as error:  # noqa: BLE001 - diagnostics only
                 parts.append(f"emulator jobs: {error!r}")
-            if run_id is not None:
-                parts.append(_task_logs(home, run_id))
+            for dag_id, some_run_id in [(DAG_ID, scheduled_run_id), (DAG_ID, run_id)] + [
+                (CONSUMER_DAG_ID, r) for r in consumer_run_ids
+            ]:
+                if some_run_id is not None:
+                    parts.append(_task_logs(home, dag_id, some_run_id))
             parts.append(f"--- airflow standalone output (tail) ---\n{standalone.tail(150)}")
             return "\n".join(parts)
 
@@ -382,17 +526,33 @@ def test_standalone_runs_example_dag_with_deferral_to_the_triggerer(
             mark("healthy")
             standalone.login()
 
-            # The DAG is parsed (and paused, as a new DAG is by default): unpause it like the UI does.
+            # The DAGs are parsed (and paused, as a new DAG is by default): unpause them like the
+            # UI does; the consumer first, so that it is listening before any download.
             deadline = time.monotonic() + PARSE_TIMEOUT
-            while standalone.request("GET", f"/api/v2/dags/{DAG_ID}").status_code != 200:
-                if time.monotonic() > deadline:
-                    errors = standalone.request("GET", "/api/v2/importErrors").text[:3000]
-                    pytest.fail(f"DAG {DAG_ID} not parsed after {PARSE_TIMEOUT} s; import errors: {errors}\n"
-                                f"{diagnostics()}")
-                time.sleep(1)
+            for dag_id in (CONSUMER_DAG_ID, DAG_ID):
+                _wait_parsed(standalone, dag_id, deadline, diagnostics)
             mark("parsed")
+            consumer = standalone.api("PATCH", f"/api/v2/dags/{CONSUMER_DAG_ID}", json={"is_paused": False})
+            assert consumer["is_paused"] is False
             dag = standalone.api("PATCH", f"/api/v2/dags/{DAG_ID}", json={"is_paused": False})
             assert dag["is_paused"] is False
+
+            # Unpausing the @weekly DAG starts its scheduled run (the latest weekly tick) at once.
+            deadline = time.monotonic() + SCHEDULE_TIMEOUT
+            while True:
+                scheduled_runs = standalone.api(
+                    "GET", f"/api/v2/dags/{DAG_ID}/dagRuns", params={"run_type": "scheduled"}
+                )["dag_runs"]
+                if scheduled_runs:
+                    break
+                assert time.monotonic() < deadline, (
+                    f"no scheduled run {SCHEDULE_TIMEOUT} s after unpausing {DAG_ID}\n{diagnostics()}"
+                )
+                time.sleep(0.5)
+            assert len(scheduled_runs) == 1, scheduled_runs
+            scheduled_run_id = scheduled_runs[0]["dag_run_id"]
+            assert scheduled_runs[0]["conf"] in ({}, None), scheduled_runs[0]
+            mark("scheduled")
 
             # Trigger a run with a conf, as the UI's "Trigger" dialog does.
             run = standalone.api(
@@ -401,7 +561,15 @@ def test_standalone_runs_example_dag_with_deferral_to_the_triggerer(
             )
             run_id = run["dag_run_id"]
             assert run["conf"] == conf
+            assert run["run_type"] == "manual", run
             mark("triggered")
+
+            # 6. While the scheduled run runs (ours is queued behind it): what the UI's forms show.
+            _check_connection_form(standalone)
+            _check_provider_listed(standalone)
+            _check_params(standalone, defaults)
+            _check_test_connection(standalone, emu.base_url, token)
+            mark("checked_ui")
 
             # Poll the run, and watch the wait task while it is deferred.
             deadline = time.monotonic() + RUN_TIMEOUT
@@ -409,6 +577,8 @@ def test_standalone_runs_example_dag_with_deferral_to_the_triggerer(
             state = run["state"]
             while True:
                 state = standalone.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}")["state"]
+                if state == "running" and "started" not in timings:
+                    mark("started")
                 response = standalone.request("GET", ti_path)
                 if response.status_code == 200:
                     ti = response.json()
@@ -427,13 +597,17 @@ def test_standalone_runs_example_dag_with_deferral_to_the_triggerer(
                 time.sleep(1)
             mark("run_done")
 
-            task_instances = {
-                ti["task_id"]: ti
-                for ti in standalone.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances")[
-                    "task_instances"
-                ]
-            }
-            # 2. the run succeeded
+            # 2. both runs succeeded, the scheduled one first
+            scheduled = standalone.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{scheduled_run_id}")
+            scheduled_tis = _task_states(standalone, DAG_ID, scheduled_run_id)
+            assert scheduled["state"] == "success", (
+                f"scheduled run {scheduled_run_id} ended {scheduled['state']}; tasks "
+                f"{ {k: v['state'] for k, v in scheduled_tis.items()} }\n{diagnostics()}"
+            )
+            assert {k: v["state"] for k, v in scheduled_tis.items()} == {
+                SUBMIT_TASK: "success", WAIT_TASK: "success", DOWNLOAD_TASK: "success",
+            }, diagnostics()
+            task_instances = _task_states(standalone, DAG_ID, run_id)
             assert state == "success", (
                 f"run {run_id} ended {state}; tasks "
                 f"{ {k: v['state'] for k, v in task_instances.items()} }\n{diagnostics()}"
@@ -441,6 +615,8 @@ def test_standalone_runs_example_dag_with_deferral_to_the_triggerer(
             assert {k: v["state"] for k, v in task_instances.items()} == {
                 SUBMIT_TASK: "success", WAIT_TASK: "success", DOWNLOAD_TASK: "success",
             }, diagnostics()
+            ours = standalone.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}")
+            assert _when(scheduled["end_date"]) <= _when(ours["start_date"]), (scheduled, ours)
 
             # 1. the wait was deferred to the triggerer, which ran XComplianceJobTrigger
             assert "deferred" in states_seen, f"{WAIT_TASK} never seen deferred\n{diagnostics()}"
@@ -478,38 +654,115 @@ def test_standalone_runs_example_dag_with_deferral_to_the_triggerer(
             events_in_order = [r.get("event") for r in records]
             assert any("deferring until it ends" in str(e) for e in events_in_order), events_in_order
 
-            # 3. the results landed in S3, line for line
-            jobs = emu.jobs()
-            assert len(jobs) == 1, jobs
-            job_id = str(jobs[0]["id"])
-            assert jobs[0]["status"] == "complete", jobs[0]
-            listing = s3.list_objects_v2(Bucket=s3_bucket, Prefix="results/").get("Contents", [])
-            keys = [o["Key"] for o in listing]
-            assert keys == [f"results/tweets-{job_id}.jsonl"], keys
-            body = s3.get_object(Bucket=s3_bucket, Key=keys[0])["Body"].read().decode()
-            lines = body.splitlines()
-            assert body.endswith("\n")
-            landed = [json.loads(line) for line in lines]
-            assert len(landed) == len(expected), (len(landed), len(expected))
-            for number, (got, want) in enumerate(zip(landed, expected), 1):
-                assert got == want, f"line {number} of the results: {got} != {want}"
+            # 3. the results landed in S3 where each run was told, line for line
+            job_id = str(_xcom(standalone, DAG_ID, run_id, SUBMIT_TASK))
+            scheduled_job_id = str(_xcom(standalone, DAG_ID, scheduled_run_id, SUBMIT_TASK))
+            jobs = {str(j["id"]): j for j in emu.jobs()}
+            assert set(jobs) == {job_id, scheduled_job_id} and job_id != scheduled_job_id, (
+                job_id, scheduled_job_id, jobs,
+            )
+            assert all(j["status"] == "complete" for j in jobs.values()), jobs
+            result_keys = {
+                run_id: f"triggered/results/tweets-{job_id}.jsonl",
+                scheduled_run_id: f"results/tweets/tweets-{scheduled_job_id}.jsonl",
+            }
+            listing = s3.list_objects_v2(Bucket=s3_bucket).get("Contents", [])
+            keys = sorted(o["Key"] for o in listing)
+            assert keys == sorted(["ids/tweets.txt", "triggered/ids.txt", *result_keys.values()]), keys
+            line_counts: dict[str, int] = {}
+            landed_by_run: dict[str, list[dict[str, Any]]] = {}
+            for some_run_id, key in result_keys.items():
+                body = s3.get_object(Bucket=s3_bucket, Key=key)["Body"].read().decode()
+                lines = body.splitlines()
+                assert body.endswith("\n"), key
+                landed = [json.loads(line) for line in lines]
+                assert len(landed) == len(expected), (key, len(landed), len(expected))
+                for number, (got, want) in enumerate(zip(landed, expected), 1):
+                    assert got == want, f"line {number} of {key}: {got} != {want}"
+                line_counts[some_run_id] = len(lines)
+                landed_by_run[some_run_id] = landed
             mark("checked_s3")
 
+            # 5. the consumer ran on the Asset events of both runs. (Read the events only once
+            # every consumer run has started: on 3.3.2 GET /api/v2/assets/events, and
+            # upstreamAssetEvents, answer 500 while a run an event created is still queued:
+            # DagRunAssetReference.start_date must be a datetime, and a queued run has none.)
+            consumed: dict[str, list[dict[str, Any]]] = {}  # consumer run id -> the events it ran on
+            finished: dict[str, dict[str, Any]] = {}
+            deadline = time.monotonic() + CONSUMER_TIMEOUT
+            while True:
+                for consumer_run in standalone.api(
+                    "GET", f"/api/v2/dags/{CONSUMER_DAG_ID}/dagRuns", params={"limit": 100}
+                )["dag_runs"]:
+                    consumer_run_id = consumer_run["dag_run_id"]
+                    if consumer_run_id not in consumer_run_ids:
+                        consumer_run_ids.append(consumer_run_id)
+                    if consumer_run["state"] in TERMINAL_RUN_STATES and consumer_run_id not in finished:
+                        finished[consumer_run_id] = consumer_run
+                        consumed[consumer_run_id] = standalone.api(
+                            "GET", f"/api/v2/dags/{CONSUMER_DAG_ID}/dagRuns/{consumer_run_id}/upstreamAssetEvents"
+                        )["asset_events"]
+                sources = {(e["source_dag_id"], e["source_run_id"]) for events in consumed.values() for e in events}
+                if {(DAG_ID, scheduled_run_id), (DAG_ID, run_id)} <= sources and set(finished) == set(
+                    consumer_run_ids
+                ):
+                    break
+                assert time.monotonic() < deadline, (
+                    f"{CONSUMER_DAG_ID} did not run on the asset events of {scheduled_run_id} and {run_id} "
+                    f"within {CONSUMER_TIMEOUT} s; runs seen: {consumer_run_ids}, events consumed: "
+                    f"{ {r: [(e['id'], e['source_run_id']) for e in events] for r, events in consumed.items()} }"
+                    f"\n{diagnostics()}"
+                )
+                time.sleep(1)
+            mark("consumed")
+
             # 4. the Asset event carries the summary of what landed
-            asset_events = standalone.api(
-                "GET", "/api/v2/assets/events",
-                params={"source_dag_id": DAG_ID, "source_run_id": run_id, "limit": 100},
-            )["asset_events"]
-            ours = [e for e in asset_events if e["uri"] == ASSET_URI]
-            assert len(ours) == 1, f"asset events of run {run_id}: {asset_events}"
-            event = ours[0]
-            assert event["source_task_id"] == DOWNLOAD_TASK
-            extra = event["extra"]
-            assert extra["path"] == f"{data_url}/results/tweets-{job_id}.jsonl", extra
-            assert extra["lines"] == len(lines), extra
-            assert extra["distinct_ids"] == len({r["id"] for r in landed}), extra
-            assert extra["by_reason"] == dict(Counter(r["reason"] for r in landed)), extra
+            asset_events: dict[str, dict[str, Any]] = {}
+            for some_run_id, key in result_keys.items():
+                listed = standalone.api(
+                    "GET", "/api/v2/assets/events",
+                    params={"source_dag_id": DAG_ID, "source_run_id": some_run_id, "limit": 100},
+                )["asset_events"]
+                matching = [e for e in listed if e["uri"] == ASSET_URI]
+                assert len(matching) == 1, f"asset events of run {some_run_id}: {listed}"
+                event = matching[0]
+                assert event["source_task_id"] == DOWNLOAD_TASK
+                extra = event["extra"]
+                landed = landed_by_run[some_run_id]
+                assert extra["path"] == f"{data_url}/{key}", extra
+                assert extra["lines"] == line_counts[some_run_id], extra
+                assert extra["distinct_ids"] == len({r["id"] for r in landed}), extra
+                assert extra["by_reason"] == dict(Counter(r["reason"] for r in landed)), extra
+                asset_events[some_run_id] = event
             mark("checked_asset")
+
+            # 5. (cont.) each consumer run succeeded, and its react task returned the path and line
+            # count of each event it ran on; together: both summaries, each once.
+            summaries = {
+                event["id"]: {"path": event["extra"]["path"], "lines": event["extra"]["lines"]}
+                for event in asset_events.values()
+            }
+            returned: list[dict[str, Any]] = []
+            for consumer_run_id, consumer_run in finished.items():
+                consumer_tis = _task_states(standalone, CONSUMER_DAG_ID, consumer_run_id)
+                assert consumer_run["state"] == "success", (
+                    f"{CONSUMER_DAG_ID} run {consumer_run_id} ended {consumer_run['state']}; tasks "
+                    f"{ {k: v['state'] for k, v in consumer_tis.items()} }\n{diagnostics()}"
+                )
+                assert consumer_run["run_type"] == "asset_triggered", consumer_run
+                assert {k: v["state"] for k, v in consumer_tis.items()} == {REACT_TASK: "success"}, consumer_tis
+                event_ids = [e["id"] for e in consumed[consumer_run_id]]
+                assert event_ids and set(event_ids) <= set(summaries), (consumer_run_id, event_ids, summaries)
+                value = _xcom(standalone, CONSUMER_DAG_ID, consumer_run_id, REACT_TASK)
+                assert isinstance(value, list), value
+                assert sorted(value, key=json.dumps) == sorted((summaries[i] for i in event_ids), key=json.dumps), (
+                    consumer_run_id, event_ids, value,
+                )
+                returned.extend(value)
+            our_summary = {"path": f"{data_url}/{result_keys[run_id]}", "lines": line_counts[run_id]}
+            assert returned.count(our_summary) == 1, (our_summary, returned)
+            assert sorted(returned, key=json.dumps) == sorted(summaries.values(), key=json.dumps), returned
+            mark("checked_consumer")
         finally:
             stop_report = standalone.stop()
             mark("stopped")
@@ -524,5 +777,6 @@ def test_standalone_runs_example_dag_with_deferral_to_the_triggerer(
     assert token not in standalone.output(), "the bearer token appears in airflow standalone's output"
     assert _log_files(home), "no log files at all: the leak check would prove nothing"
     assert any(f"dag_id={DAG_ID}" in str(p) for p in _log_files(home)), "no task log files"
+    assert any(f"dag_id={CONSUMER_DAG_ID}" in str(p) for p in _log_files(home)), "no consumer task log files"
 
     print(f"\ntimings (s from test start): {timings}; stop: {stop_report}")
