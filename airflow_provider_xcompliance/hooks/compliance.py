@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import re
 import time
@@ -134,10 +135,8 @@ class XComplianceHook(BaseHook):
         return next((job for job in self.list_jobs(job_type) if job.name == name), None)
 
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        settings, policy = self.settings, self.settings.retry_policy
-        attempt = 0
-        while True:
-            attempt += 1
+        settings = self.settings
+        for attempt in itertools.count(1):
             try:
                 response = self.session.request(
                     method, settings.base_url + path, headers=settings.headers, timeout=settings.timeout, **kwargs
@@ -148,11 +147,7 @@ class XComplianceHook(BaseHook):
                 error: Exception = XComplianceTransportError(f"{method} {path}: {type(exc).__name__}")
             except XComplianceError as exc:
                 error = exc
-            delay = policy.delay(attempt, error)
-            if delay is None:
-                raise error
-            self.log.warning("%s %s failed (%s); retrying in %.1f s", method, path, error, delay)
-            time.sleep(delay)
+            time.sleep(self._retry_delay(settings.retry_policy, attempt, error, f"{method} {path}"))
 
     def _job(self, answer: dict[str, Any]) -> ComplianceJob:
         return self._mask_urls(protocol.job_from_answer(answer))
@@ -174,11 +169,9 @@ class XComplianceHook(BaseHook):
 
         settings = protocol.ConnectionSettings.from_connection(await self.aget_connection(self.x_conn_id))
         await amask_secret(settings.token)
-        policy, path = settings.retry_policy, protocol.job_path(job_id)
-        attempt = 0
+        path = protocol.job_path(job_id)
         async with httpx.AsyncClient(timeout=settings.timeout, headers=settings.headers) as client:
-            while True:
-                attempt += 1
+            for attempt in itertools.count(1):
                 try:
                     response = await client.get(settings.base_url + path)
                     self.last_rate_limit = protocol.parse_rate_limit(response.headers)
@@ -190,11 +183,16 @@ class XComplianceHook(BaseHook):
                     error: Exception = XComplianceTransportError(f"GET {path}: {type(exc).__name__}")
                 except XComplianceError as exc:
                     error = exc
-                delay = policy.delay(attempt, error)
-                if delay is None:
-                    raise error
-                self.log.warning("GET %s failed (%s); retrying in %.1f s", path, error, delay)
-                await asyncio.sleep(delay)
+                await asyncio.sleep(self._retry_delay(settings.retry_policy, attempt, error, f"GET {path}"))
+
+    def _retry_delay(self, policy: protocol.RetryPolicy, attempt: int, error: Exception, what: str) -> float:
+        """How long to wait before trying ``what`` again; raises ``error`` when the policy gives up.
+        Every retry loop here (sync, async, upload, chunk, download) goes through it."""
+        delay = policy.delay(attempt, error)
+        if delay is None:
+            raise error
+        self.log.warning("%s failed (%s); trying again in %.1f s", what, error, delay)
+        return delay
 
     # --- upload -------------------------------------------------------------------------
 
@@ -219,20 +217,17 @@ class XComplianceHook(BaseHook):
                       "resumable" if job.resumable else "simple")
         progress = Progress(self.log, f"Upload to job {job.id}", "IDs")
         send = self._upload_resumable if job.resumable else self._upload_simple
-        attempt = 0
-        while True:
-            attempt += 1
+        for attempt in itertools.count(1):
             normalizer = IdNormalizer(name)
             blocks = _reporting(normalized_blocks(open_blocks(), name, normalizer), normalizer, progress)
             try:
                 send(job, blocks, chunk_size)
                 break
             except (XComplianceTransportError, XComplianceServerError) as error:
-                delay = self.settings.retry_policy.delay(attempt, error) if reopenable else None
-                if delay is None:
+                if not reopenable:  # an iterable of IDs cannot be read a second time
                     raise
+                delay = self._retry_delay(self.settings.retry_policy, attempt, error, f"The upload to job {job.id}")
                 self._check_upload_window(job)
-                self.log.warning("Upload to job %s failed (%s); starting again in %.1f s", job.id, error, delay)
                 time.sleep(delay)
         seconds = progress.done(normalizer.bytes_out, normalizer.ids)
         return {
@@ -278,9 +273,7 @@ class XComplianceHook(BaseHook):
     def _send_chunk(self, job: ComplianceJob, session_url: str, chunk: bytes, offset: int, last: bool) -> None:
         end = offset + len(chunk)
         total = str(end) if last else "*"
-        attempt = 0
-        while True:
-            attempt += 1
+        for attempt in itertools.count(1):
             try:
                 if chunk:
                     content_range = f"bytes {offset}-{end - 1}/{total}"
@@ -304,11 +297,8 @@ class XComplianceHook(BaseHook):
                     raise error
             except XComplianceTransportError as exc:
                 error = exc
-            delay = self.settings.retry_policy.delay(attempt, error)
-            if delay is None:
-                raise error
-            self.log.warning("Chunk at byte %s of job %s failed (%s); resuming in %.1f s", offset, job.id, error, delay)
-            time.sleep(delay)
+            time.sleep(self._retry_delay(self.settings.retry_policy, attempt, error,
+                                         f"The chunk at byte {offset} of the upload to job {job.id}"))
             stored = self._stored_bytes(job, session_url, total)
             if stored is None:  # the server has the whole file: the last chunk did arrive
                 return
@@ -357,9 +347,7 @@ class XComplianceHook(BaseHook):
         the same complete content again.
         """
         job_id = job.id if isinstance(job, ComplianceJob) else str(job)
-        attempt = 0
-        while True:
-            attempt += 1
+        for attempt in itertools.count(1):
             job = self.get_job(job_id)
             if job.status != COMPLETE:
                 error_class = JobEndedError if job.has_ended_badly else JobNotComplete
@@ -369,11 +357,7 @@ class XComplianceHook(BaseHook):
                 summary, seconds = self._download_once(job, target)
                 break
             except (XComplianceTransportError, XComplianceServerError) as error:
-                delay = self.settings.retry_policy.delay(attempt, error)
-                if delay is None:
-                    raise
-                self.log.warning("Download of job %s failed (%s); starting again in %.1f s", job.id, error, delay)
-                time.sleep(delay)
+                time.sleep(self._retry_delay(self.settings.retry_policy, attempt, error, f"The download of job {job.id}"))
         return {
             "job_id": job.id,
             "job_type": job.type,
