@@ -115,7 +115,8 @@ def _dags_test(env: dict[str, str], airflow_home: Path, data: Path, dataset: tup
     landed = [json.dumps(json.loads(line), separators=(",", ":")) for line in results.read_text().splitlines()]
 
     print(f"\nDone in {time.monotonic() - started:.0f} s. Results: {results}")
-    print(f"  {summary.lines:,} lines for {summary.distinct_ids:,} distinct tweets out of the IDs checked")
+    checked = sum(1 for _ in ids.open("rb"))
+    print(f"  {checked:,} tweet IDs checked; {summary.distinct_ids:,} need action ({summary.lines:,} result lines)")
     for reason, count in sorted(summary.by_reason.items(), key=lambda item: -item[1]):
         print(f"  {reason:<12} {count:>9,}")
     matches = landed == expected
