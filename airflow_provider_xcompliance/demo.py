@@ -15,7 +15,7 @@ import argparse
 import json
 import logging
 import os
-import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -127,22 +127,38 @@ def _dags_test(env: dict[str, str], airflow_home: Path, data: Path, dataset: tup
 def _standalone(env: dict[str, str], port: int, airflow_home: Path) -> int:
     env = {
         **env,
+        "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
     }
     print(f"Starting Airflow on http://127.0.0.1:{port} (Ctrl-C stops everything)")
     print(f"Login: admin, password in {airflow_home / 'simple_auth_manager_passwords.json.generated'}")
-    process = subprocess.Popen([shutil.which("airflow", path=env["PATH"]) or "airflow", "standalone"], env=env)
+    # Its own process group, stopped with SIGTERM: standalone's components ignore a plain SIGINT.
+    process = subprocess.Popen(["airflow", "standalone"], env=env, start_new_session=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         return process.wait()
-    except KeyboardInterrupt:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    except (KeyboardInterrupt, SystemExit):
         return 0
+    finally:
+        _stop_group(process)
+
+
+def _stop_group(process: subprocess.Popen) -> None:
+    for sig, grace in ((signal.SIGTERM, 30), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(process.pid, 0)
+            except ProcessLookupError:
+                return
+            process.poll()
+            time.sleep(0.5)
 
 
 if __name__ == "__main__":
