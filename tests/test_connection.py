@@ -75,4 +75,4 @@ def test_connection_test_reports_why_it_failed(airflow_env, tmp_path):
     env = {"AIRFLOW_CONN_X_COMPLIANCE_DEFAULT": json.dumps(
         {"conn_type": "x_compliance", "host": "http://127.0.0.1:9", "password": TOKEN})}
     unreachable = airflow_env.python(CHECK, env=env).stdout
-    assert "RESULT (False, 'Cannot reach http://127.0.0.1:9: ConnectionError')" in unreachable
+    assert "RESULT (False, 'Cannot reach http://127.0.0.1:9: GET /2/compliance/jobs: ConnectionError')" in unreachable

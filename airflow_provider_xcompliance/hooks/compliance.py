@@ -85,24 +85,17 @@ class XComplianceHook(BaseHook):
 
     def test_connection(self) -> tuple[bool, str]:
         """One cheap real call (list tweets jobs), no retries; used by the UI's Test button."""
+        no_retries = protocol.RetryPolicy(max_retries=0, max_rate_limit_wait=0)
         try:
-            settings = self.settings
-            response = self.session.get(
-                settings.base_url + protocol.JOBS_PATH,
-                params=protocol.list_jobs_params("tweets"),
-                headers=settings.headers,
-                timeout=settings.timeout,
-            )
-            jobs = protocol.jobs_from_answer(
-                protocol.read_api_answer(response.status_code, response.headers, response.content)
-            )
-        except requests.RequestException as exc:
-            return False, f"Cannot reach {self.settings.base_url}: {type(exc).__name__}"
+            answer = self._call("GET", protocol.JOBS_PATH, params=protocol.list_jobs_params("tweets"), policy=no_retries)
+        except XComplianceTransportError as exc:
+            return False, f"Cannot reach {self.settings.base_url}: {exc}"
         except XComplianceAuthError as exc:
             return False, f"{exc}: check the bearer token (the connection's password)"
         except (XComplianceError, ValueError) as exc:
             return False, str(exc)
-        return True, f"Connected to {settings.base_url}: {len(jobs)} recent tweets compliance job(s)"
+        jobs = protocol.jobs_from_answer(answer)
+        return True, f"Connected to {self.settings.base_url}: {len(jobs)} recent tweets compliance job(s)"
 
     # --- the three endpoints ------------------------------------------------------------
 
@@ -134,8 +127,9 @@ class XComplianceHook(BaseHook):
         """The newest listed job of that type and name, or None."""
         return next((job for job in self.list_jobs(job_type) if job.name == name), None)
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    def _call(self, method: str, path: str, policy: protocol.RetryPolicy | None = None, **kwargs: Any) -> dict[str, Any]:
         settings = self.settings
+        policy = policy or settings.retry_policy
         for attempt in itertools.count(1):
             try:
                 response = self.session.request(
@@ -147,7 +141,7 @@ class XComplianceHook(BaseHook):
                 error: Exception = XComplianceTransportError(f"{method} {path}: {type(exc).__name__}")
             except XComplianceError as exc:
                 error = exc
-            time.sleep(self._retry_delay(settings.retry_policy, attempt, error, f"{method} {path}"))
+            time.sleep(self._retry_delay(policy, attempt, error, f"{method} {path}"))
 
     def _job(self, answer: dict[str, Any]) -> ComplianceJob:
         return self._mask_urls(protocol.job_from_answer(answer))
