@@ -73,8 +73,9 @@ class _JobCreating(_XComplianceOperator):
                 continue
             if run_start and job.created_at and job.created_at < run_start - _CLOCK_SKEW:
                 continue  # a job of the same name from an earlier run
-            if job.status == CREATED and (protocol.upload_window_left(job) or timedelta(1)) <= timedelta(0):
-                continue
+            window_left = protocol.upload_window_left(job)
+            if job.status == CREATED and window_left is not None and window_left <= timedelta(0):
+                continue  # its upload URL is dead: a new job is needed
             self.log.info("Found job %s (%s) from an earlier try; using it", job.id, job.status)
             return job
         return None
@@ -205,7 +206,7 @@ class XComplianceSubmitJobOperator(_JobCreating):
 
     def _wait_for(self, blocker: ComplianceJob) -> None:
         self.log.info("Compliance job %s (%s) is %s; waiting for it to end", blocker.id, blocker.type, blocker.status)
-        if self.deferrable:
+        if self.deferrable:  # raises TaskDeferred: the task resumes in execute_complete
             self.defer(
                 trigger=XComplianceJobTrigger(job_id=blocker.id, x_conn_id=self.x_conn_id, poll_interval=self.poll_interval),
                 method_name="execute_complete",
