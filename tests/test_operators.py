@@ -121,8 +121,8 @@ def test_tweets_dag_lands_results_in_s3(airflow_env, dataset, seaweed, s3_bucket
 @pytest.mark.parametrize("deferrable", [True, False], ids=["deferred", "poke"])
 def test_failed_job_fails_the_sensor_with_its_error(airflow_env, tmp_path, deferrable):
     # `airflow dags test` takes about 7 s to start its first task: the job must still be
-    # running then (15 s of processing) for the sensor to have something to wait for.
-    with XComplianceEmulator(token=TOKEN, data_dir=tmp_path / "emu", speed=60, processing_seconds=900) as emulator:
+    # running then (20 s of processing) for the sensor to have something to wait for.
+    with XComplianceEmulator(token=TOKEN, data_dir=tmp_path / "emu", speed=45, processing_seconds=900) as emulator:
         job = requests.post(f"{emulator.base_url}/2/compliance/jobs", json={"type": "tweets"},
                             headers={"Authorization": f"Bearer {TOKEN}"}).json()["data"]
         # A careless client uploads a file with a bad line; the job ends "failed".
@@ -139,7 +139,7 @@ def test_failed_job_fails_the_sensor_with_its_error(airflow_env, tmp_path, defer
 
 
 def test_expired_job_fails_the_sensor(airflow_env, tmp_path):
-    with XComplianceEmulator(token=TOKEN, data_dir=tmp_path / "emu", speed=60) as emulator:  # a 15 s window
+    with XComplianceEmulator(token=TOKEN, data_dir=tmp_path / "emu", speed=45) as emulator:  # a 20 s window
         job = requests.post(f"{emulator.base_url}/2/compliance/jobs", json={"type": "users"},
                             headers={"Authorization": f"Bearer {TOKEN}"}).json()["data"]
         run = airflow_env.dags_test("xc_wait", TEST_DAGS, conf={"job_id": job["id"]}, env=x_connection(emulator))
@@ -167,8 +167,8 @@ def test_submit_waits_deferred_while_another_job_is_active(airflow_env, tmp_path
     ids, truth = tmp_path / "users.txt", tmp_path / "truth.csv"
     generate_dataset(5_000, "users", ids, truth, seed=5)
     # One active job for the whole app, and a tweets job that nobody uploads to: it blocks
-    # until its upload window (900 s, here 900/60 = 15 s) passes and it expires.
-    with XComplianceEmulator(token=TOKEN, data_dir=tmp_path / "emu", speed=60, processing_seconds=300,
+    # until its upload window (900 s, here 900/45 = 20 s) passes and it expires.
+    with XComplianceEmulator(token=TOKEN, data_dir=tmp_path / "emu", speed=45, processing_seconds=300,
                              one_active_job="global", ground_truth={"users": truth}) as emulator:
         blocker = requests.post(f"{emulator.base_url}/2/compliance/jobs", json={"type": "tweets"},
                                 headers={"Authorization": f"Bearer {TOKEN}"}).json()["data"]
