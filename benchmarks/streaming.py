@@ -5,7 +5,7 @@
 For each ID-file size it measures, each in a fresh process so that peak memory is its own:
   read      reading the file in 1 MiB blocks and nothing else (the baseline)
   validate  reading + validating/normalising every line (IdNormalizer)
-  upload    XComplianceHook.upload_ids to the local emulator (simple PUT), emulator included
+  upload    XComplianceHook.upload_ids to the emulator (simple PUT; the emulator runs in its own process)
   resumable the same through the resumable protocol (8 MiB chunks)
   download  XComplianceHook.download_results of a job whose every ID is flagged (worst case),
             written to a local file with the summary computed
@@ -42,7 +42,6 @@ def peak_mib() -> float:
 
 def measure(operation: str, ids_file: Path, count: int) -> dict:
     """Runs in the child process: one operation, timed, with its peak-RSS growth."""
-    from airflow_provider_xcompliance.emulator import XComplianceEmulator
     from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
     from airflow_provider_xcompliance.ids import normalized_blocks
     from airflow_provider_xcompliance.storage import read_blocks, to_path
@@ -54,10 +53,17 @@ def measure(operation: str, ids_file: Path, count: int) -> dict:
             with ids_file.open() as ids, truth.open("w") as out:
                 for line in ids:
                     out.write(f"{line.strip()},deleted\n")
-        with XComplianceEmulator(token=TOKEN, data_dir=Path(work) / "emu", speed=60, processing_seconds=1,
-                                 ground_truth=truth) as emulator:
+        # The emulator runs in a process of its own, so that only the client is measured here.
+        emulator = subprocess.Popen(
+            [sys.executable, "-m", "airflow_provider_xcompliance.emulator", "serve", "--port", "0", "--token", TOKEN,
+             "--speed", "60", "--processing-seconds", "1", "--data-dir", str(Path(work) / "emu"),
+             *(["--ground-truth", str(truth)] if truth else [])],
+            stdout=subprocess.PIPE, text=True,
+        )
+        try:
+            base_url = emulator.stdout.readline().split()[-1]
             os.environ["AIRFLOW_CONN_X_COMPLIANCE_DEFAULT"] = json.dumps(
-                {"conn_type": "x_compliance", "host": emulator.base_url, "password": TOKEN, "extra": {"timeout": 300}}
+                {"conn_type": "x_compliance", "host": base_url, "password": TOKEN, "extra": {"timeout": 300}}
             )
             hook = XComplianceHook()
             job = None
@@ -86,6 +92,9 @@ def measure(operation: str, ids_file: Path, count: int) -> dict:
                 assert summary["lines"] == count, summary
             seconds = time.perf_counter() - started
             return {"seconds": seconds, "bytes": nbytes, "rss_growth_mib": max(0.0, peak_mib() - base_rss)}
+        finally:
+            emulator.terminate()
+            emulator.wait()
 
 
 def main() -> None:
