@@ -83,6 +83,11 @@ class ComplianceJob:
     def has_ended_badly(self) -> bool:
         return self.status in ENDED_BADLY
 
+    @property
+    def has_ended(self) -> bool:
+        """Complete, failed or expired: its status will not change any more."""
+        return self.status == COMPLETE or self.has_ended_badly
+
     def metadata(self) -> dict[str, Any]:
         """The job without its signed URLs: plain JSON, safe for XCom, logs and trigger events."""
         return {

@@ -56,7 +56,7 @@ class XComplianceJobSensor(BaseSensorOperator):
         if not self.deferrable:
             return super().execute(context)
         job = self.hook.get_job(self.job_id)  # a job that is already done never defers
-        if job.status == COMPLETE or job.has_ended_badly:
+        if job.has_ended:
             return self._finish(job.metadata())
         self.log.info("Compliance job %s is %s; deferring until it ends", job.id, job.status)
         self.defer(
@@ -71,7 +71,7 @@ class XComplianceJobSensor(BaseSensorOperator):
         except protocol.TRANSIENT_ERRORS as error:
             self.log.warning("Could not check job %s (%s); trying again at the next poke", self.job_id, error)
             return False
-        if job.status == COMPLETE or job.has_ended_badly:
+        if job.has_ended:
             return PokeReturnValue(is_done=True, xcom_value=self._finish(job.metadata()))
         self.log.info("Compliance job %s is %s", job.id, job.status)
         return False

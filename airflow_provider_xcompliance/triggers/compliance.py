@@ -11,7 +11,6 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_provider_xcompliance import DEFAULT_CONN_ID, protocol
 from airflow_provider_xcompliance.exceptions import XComplianceError, XComplianceRateLimited
 from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
-from airflow_provider_xcompliance.models import COMPLETE
 
 
 class XComplianceJobTrigger(BaseTrigger):
@@ -54,7 +53,7 @@ class XComplianceJobTrigger(BaseTrigger):
             except (XComplianceError, ValueError) as error:
                 yield TriggerEvent({"status": "error", "job": {"id": self.job_id}, "message": str(error)})
                 return
-            if job.status == COMPLETE or job.has_ended_badly:
+            if job.has_ended:
                 message = f"Compliance job {job.id} is {job.status}" + (f": {job.error}" if job.error else "")
                 yield TriggerEvent({"status": job.status, "job": job.metadata(), "message": message})
                 return
