@@ -304,3 +304,52 @@ def test_async_get_job_shares_parsing_and_retries(hook, emulator):
     with pytest.raises(XComplianceInvalidRequest):
         emulator.inject_fault("get_job", kind="status", status=400, times=1)
         asyncio.run(hook.aget_job(job.id))
+
+
+# --- object storage and memory --------------------------------------------------------------
+
+
+def test_s3_round_trip_and_atomic_failure(hook, emulator, seaweed, s3_bucket, monkeypatch, tmp_path):
+    """IDs read from S3, results written to S3; a download that keeps breaking leaves neither
+    an object nor an unfinished multipart upload behind."""
+    for name, value in seaweed.connection_env("seaweed_hook").items():
+        monkeypatch.setenv(name, value)
+    s3 = seaweed.client()
+    ids = b"".join(b"%d\n" % (10**18 + i * 997) for i in range(400_000))  # ~8 MiB
+    s3.put_object(Bucket=s3_bucket, Key="in/ids.txt", Body=ids)
+    job = hook.create_job("tweets", resumable=True)
+    assert hook.upload_ids(job, f"s3://seaweed_hook@{s3_bucket}/in/ids.txt")["ids"] == 400_000
+    wait_until_done(hook, job.id)
+
+    target = f"s3://seaweed_hook@{s3_bucket}/out/results.jsonl"
+    emulator.inject_fault("download", kind="drop", after_bytes=20_000, times=10)
+    with pytest.raises(XComplianceError):
+        hook.download_results(job.id, target)
+    assert s3.list_objects_v2(Bucket=s3_bucket, Prefix="out/").get("KeyCount") == 0
+    assert not s3.list_multipart_uploads(Bucket=s3_bucket).get("Uploads")
+
+    emulator.clear_faults()
+    summary = hook.download_results(job.id, target)
+    body = s3.get_object(Bucket=s3_bucket, Key="out/results.jsonl")["Body"].read()
+    expected = list(expected_results(ids.decode().split(), "tweets"))
+    assert [json.loads(line) for line in body.splitlines()] == expected
+    assert summary["lines"] == len(expected) and summary["path"] == target
+
+
+def test_upload_memory_stays_flat(hook, emulator, tmp_path):
+    """Python's peak allocations while uploading a 50 MB file stay far below its size."""
+    import tracemalloc
+
+    ids = tmp_path / "ids.txt"
+    with ids.open("wb") as out:
+        for start in range(0, 2_600_000, 100_000):
+            out.write(b"".join(b"%d\n" % (10**18 + i) for i in range(start, start + 100_000)))
+    job = hook.create_job("tweets")
+    tracemalloc.start()
+    try:
+        report = hook.upload_ids(job, ids)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert report["bytes"] == ids.stat().st_size > 45 * 2**20
+    assert peak < 16 * 2**20, f"peak {peak / 2**20:.1f} MiB"

@@ -384,9 +384,7 @@ class XComplianceHook(BaseHook):
                         progress.update(summary.bytes, summary.lines)
                     summary.finish()
             except requests.RequestException as exc:
-                raise XComplianceTransportError(
-                    f"The download of job {job.id} broke off: {type(exc).__name__}"
-                ) from None
+                raise XComplianceTransportError(f"the connection broke off: {type(exc).__name__}") from None
         return summary, progress.done(summary.bytes, summary.lines)
 
 
