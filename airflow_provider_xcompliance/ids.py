@@ -27,7 +27,6 @@ class IdNormalizer:
     def __init__(self, source: str) -> None:
         self.source = source
         self.ids = 0
-        self.bytes_in = 0
         self.bytes_out = 0
         self._lines_done = 0
         self._tail = b""
@@ -35,7 +34,6 @@ class IdNormalizer:
 
     def feed(self, block: bytes) -> bytes:
         """Clean the complete lines of ``block``; an unfinished last line waits for the next block."""
-        self.bytes_in += len(block)
         if not self._started and (self._tail or block):
             data = self._tail + block
             if len(data) < len(BOM) and BOM.startswith(data):
