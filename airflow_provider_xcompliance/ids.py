@@ -19,6 +19,7 @@ from airflow_provider_xcompliance.exceptions import InvalidIdError
 BOM = b"\xef\xbb\xbf"
 _CLEAN_BLOCK = re.compile(rb"(?:[0-9]{1,19}\n)*")
 _ID = re.compile(rb"[0-9]{1,19}")
+MAX_LINE = 4096  # no ID line is this long; a file without line feeds must not fill memory
 
 
 class IdNormalizer:
@@ -44,6 +45,8 @@ class IdNormalizer:
         cut = block.rfind(b"\n") + 1
         if not cut:
             self._tail += block
+            if len(self._tail) > MAX_LINE:
+                raise InvalidIdError(self.source, self._lines_done + 1, self._tail[:40].replace(b"\r", b"\\r"))
             return b""
         lines, self._tail = self._tail + block[:cut], block[cut:]
         return self._clean(lines)

@@ -36,6 +36,7 @@ from airflow_provider_xcompliance.models import (
 )
 
 DEFAULT_BASE_URL = "https://api.x.com"
+CLOCK_SKEW = timedelta(minutes=1)  # how far X's clock may be from ours when comparing timestamps
 JOBS_PATH = "/2/compliance/jobs"
 MAX_JOB_NAME = 64
 JOB_ID = re.compile(r"[0-9]{1,19}")
@@ -72,12 +73,17 @@ class ConnectionSettings:
                 f"Connection {conn.conn_id!r} has no bearer token: put it in the password field"
             )
         extra = conn.extra_dejson or {}
+
+        def setting(name: str, kind: type, default: Any) -> Any:
+            value = extra.get(name)  # an empty field of the UI form is stored as null
+            return default if value in (None, "") else kind(value)
+
         return cls(
             base_url=base_url_of(conn),
             token=token,
-            timeout=float(extra.get("timeout") or cls.timeout),
-            max_retries=int(extra.get("max_retries", cls.max_retries)),
-            max_rate_limit_wait=float(extra.get("max_rate_limit_wait", cls.max_rate_limit_wait)),
+            timeout=setting("timeout", float, cls.timeout),
+            max_retries=setting("max_retries", int, cls.max_retries),
+            max_rate_limit_wait=setting("max_rate_limit_wait", float, cls.max_rate_limit_wait),
         )
 
     @property
@@ -156,12 +162,11 @@ def parse_rate_limit(headers: Mapping[str, str]) -> RateLimit:
         except ValueError:
             return None
 
-    reset = number("x-rate-limit-reset")
-    return RateLimit(
-        limit=number("x-rate-limit-limit"),
-        remaining=number("x-rate-limit-remaining"),
-        reset_at=datetime.fromtimestamp(reset, tz=timezone.utc) if reset is not None else None,
-    )
+    try:
+        reset_at = datetime.fromtimestamp(number("x-rate-limit-reset"), tz=timezone.utc)
+    except (TypeError, ValueError, OverflowError, OSError):  # absent or absurd
+        reset_at = None
+    return RateLimit(limit=number("x-rate-limit-limit"), remaining=number("x-rate-limit-remaining"), reset_at=reset_at)
 
 
 def read_api_answer(status: int, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
@@ -184,11 +189,11 @@ def read_api_answer(status: int, headers: Mapping[str, str], body: bytes) -> dic
     if document is None and body and not detail:
         detail = body[:200].decode("utf-8", "replace").strip()
     kwargs = dict(
-        status=int(problem.get("status") or status),
+        status=status,
         title=title,
         detail=detail,
         type=str(problem.get("type") or "about:blank"),
-        errors=problem.get("errors") if isinstance(problem.get("errors"), list) else None,
+        errors=[e for e in problem.get("errors") or [] if isinstance(e, dict)] if isinstance(problem.get("errors"), list) else None,
     )
     if status == 429:
         raise XComplianceRateLimited(**kwargs, reset_at=parse_rate_limit(headers).reset_at)
@@ -215,8 +220,8 @@ def _error_from_partial(status: int, errors: list[dict[str, Any]]) -> XComplianc
 
 def job_from_answer(document: dict[str, Any]) -> ComplianceJob:
     data = document.get("data")
-    if not isinstance(data, dict):
-        raise XComplianceServerError(status=200, title="Malformed answer", detail="no job in 'data'")
+    if not isinstance(data, dict) or not data.get("id"):
+        raise XComplianceServerError(status=200, title="Malformed answer", detail="no job with an id in 'data'")
     return ComplianceJob.from_api(data)
 
 
@@ -257,7 +262,8 @@ class RetryPolicy:
     """When to try a call again, and after how long; the same for sync and async callers.
 
     5xx answers and transport failures back off exponentially (with jitter); a 429 waits until
-    ``x-rate-limit-reset`` unless that is further away than ``max_rate_limit_wait``.
+    ``x-rate-limit-reset`` unless that is further away than ``max_rate_limit_wait``. Either way
+    at most ``max_retries`` times.
     """
 
     max_retries: int = 5
@@ -267,11 +273,11 @@ class RetryPolicy:
 
     def delay(self, attempt: int, error: Exception, now: datetime | None = None) -> float | None:
         """Seconds to wait before attempt ``attempt + 1``, or None to give up and raise ``error``."""
+        if attempt > self.max_retries:
+            return None
         if isinstance(error, XComplianceRateLimited):
             wait = rate_limit_wait(error.reset_at, now)
             return wait if wait <= self.max_rate_limit_wait else None
-        if attempt > self.max_retries:
-            return None
         if isinstance(error, TRANSIENT_ERRORS):
             return min(self.max_backoff, self.backoff * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
         return None

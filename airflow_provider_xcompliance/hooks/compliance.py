@@ -8,6 +8,7 @@ import os
 import re
 import time
 from collections.abc import Iterable, Iterator
+from datetime import datetime, timezone
 from functools import cached_property
 from typing import Any, Callable
 
@@ -29,7 +30,7 @@ from airflow_provider_xcompliance.exceptions import (
     XComplianceTransportError,
 )
 from airflow_provider_xcompliance.ids import IdNormalizer, blocks_from_ids, normalized_blocks
-from airflow_provider_xcompliance.models import COMPLETE, ComplianceJob, RateLimit
+from airflow_provider_xcompliance.models import COMPLETE, CREATED, ComplianceJob, RateLimit
 from airflow_provider_xcompliance.progress import Progress
 from airflow_provider_xcompliance.results import ResultsSummary
 from airflow_provider_xcompliance.storage import Location, atomic_writer, read_blocks, to_path
@@ -37,6 +38,7 @@ from airflow_provider_xcompliance.storage import Location, atomic_writer, read_b
 RESUMABLE_GRANULE = 256 * 1024
 DEFAULT_CHUNK_SIZE = 32 * RESUMABLE_GRANULE  # 8 MiB per resumable chunk
 _STORED_RANGE = re.compile(r"bytes=0-(\d+)")
+_URL_SECRETS = re.compile(r"(?:[Ss]ignature|upload_id|upload_session)[=/]([^&/?]+)")
 
 IdSource = Location | Iterable[int | str]
 
@@ -100,16 +102,18 @@ class XComplianceHook(BaseHook):
     # --- the three endpoints ------------------------------------------------------------
 
     def create_job(self, job_type: str, name: str | None = None, resumable: bool = False) -> ComplianceJob:
-        """Create a job. If a retried create conflicts with the active job of the same name
-        (the first attempt did get through), that job is returned instead of an error."""
+        """Create a job. If a retried POST conflicts with a job of the same name that this very
+        call created (the first attempt got through, its answer was lost), that job is returned."""
         body = protocol.create_job_body(job_type, name, resumable)
+        started = datetime.now(timezone.utc)
         try:
             return self._job(self._call("POST", protocol.JOBS_PATH, json=body))
         except XComplianceConflict:
             existing = self.find_job(job_type, name) if name else None
-            if existing is None or not existing.is_active:
+            if not (existing and existing.status == CREATED and existing.created_at
+                    and existing.created_at >= started - protocol.CLOCK_SKEW):
                 raise
-            self.log.info("Job %s named %r already exists; using it", existing.id, name)
+            self.log.info("Job %s named %r was created by an earlier attempt of this call; using it", existing.id, name)
             return existing
 
     def get_job(self, job_id: str) -> ComplianceJob:
@@ -149,10 +153,7 @@ class XComplianceHook(BaseHook):
     @staticmethod
     def _mask_urls(job: ComplianceJob) -> ComplianceJob:
         for url in (job.upload_url, job.download_url):
-            if url:
-                mask_secret(url)
-                for signature in re.findall(r"[Ss]ignature=([^&]+)", url):
-                    mask_secret(signature)
+            _mask_url(url)
         return job
 
     # --- async path (the trigger) -------------------------------------------------------
@@ -200,8 +201,10 @@ class XComplianceHook(BaseHook):
         """
         if not isinstance(job, ComplianceJob) or not job.upload_url:
             job = self.get_job(job.id if isinstance(job, ComplianceJob) else job)
-        if job.status != "created":
+        if job.status != CREATED:
             raise XComplianceError(f"Compliance job {job.id} is {job.status}: it no longer accepts an upload")
+        if not job.upload_url:
+            raise XComplianceError(f"The API gave compliance job {job.id} no upload URL")
         self._check_upload_window(job)
         if chunk_size <= 0 or chunk_size % RESUMABLE_GRANULE:
             raise ValueError(f"chunk_size must be a positive multiple of {RESUMABLE_GRANULE} bytes")
@@ -258,50 +261,52 @@ class XComplianceHook(BaseHook):
         if response.status_code != 201 or "Location" not in response.headers:
             raise self._upload_refused(job, response)
         session_url = response.headers["Location"]
-        mask_secret(session_url)
+        _mask_url(session_url)
         offset = 0
         for chunk, last in _chunks(blocks, chunk_size):
             self._send_chunk(job, session_url, chunk, offset, last)
             offset += len(chunk)
 
-    def _send_chunk(self, job: ComplianceJob, session_url: str, chunk: bytes, offset: int, last: bool) -> None:
-        end = offset + len(chunk)
+    def _send_chunk(self, job: ComplianceJob, session_url: str, chunk: bytes, start: int, last: bool) -> None:
+        """Send one chunk; after a failure, ask the session how much it holds and send the rest."""
+        end = start + len(chunk)
         total = str(end) if last else "*"
+        position = start  # the first byte the session is not known to hold
         for attempt in itertools.count(1):
             try:
-                if chunk:
-                    content_range = f"bytes {offset}-{end - 1}/{total}"
-                else:
-                    content_range = f"bytes */{total}"
-                response = self._storage("PUT", session_url, data=chunk, headers={"Content-Range": content_range})
+                content_range = f"bytes {position}-{end - 1}/{total}" if position < end else f"bytes */{total}"
+                response = self._storage("PUT", session_url, data=chunk[position - start:],
+                                         headers={"Content-Range": content_range})
                 if response.status_code in (200, 201):
                     return
                 if response.status_code == 308:
-                    stored = _stored_end(response)
-                    if stored >= end and not last:
+                    held = _stored_end(response)
+                    if held >= end and not last:
                         return
-                    if offset < stored < end:  # the server kept only the start of the chunk
-                        chunk, offset = chunk[stored - offset:], stored
+                    if held > position:  # the server kept part of it: send the rest at once
+                        position = held
                         continue
-                    raise XComplianceError(
-                        f"The resumable upload to job {job.id} stalled at byte {stored} of {total}"
-                    )
-                error: Exception = self._upload_refused(job, response)
-                if not isinstance(error, XComplianceServerError):
-                    raise error
+                    error: Exception = XComplianceTransportError(f"the session kept nothing of bytes {position}-{end - 1}")
+                else:
+                    error = self._upload_refused(job, response)
+                    if not isinstance(error, XComplianceServerError):
+                        raise error
             except XComplianceTransportError as exc:
                 error = exc
             time.sleep(self._retry_delay(self.settings.retry_policy, attempt, error,
-                                         f"The chunk at byte {offset} of the upload to job {job.id}"))
-            stored = self._stored_bytes(job, session_url, total)
-            if stored is None:  # the server has the whole file: the last chunk did arrive
-                return
-            if stored < offset:
+                                         f"The chunk at byte {position} of the upload to job {job.id}"))
+            try:
+                held = self._stored_bytes(job, session_url, total)
+            except (XComplianceTransportError, XComplianceServerError):
+                continue  # send again from where we were; the session skips what it already has
+            if held is None or (held >= end and not last):
+                return  # the chunk did arrive; only the answer was lost
+            if held < start:
                 raise XComplianceError(
-                    f"Cannot resume the upload to job {job.id}: the server kept {stored} bytes, "
-                    f"but this chunk starts at byte {offset}"
+                    f"Cannot resume the upload to job {job.id}: the server kept {held} bytes, "
+                    f"but this chunk starts at byte {start}"
                 )
-            chunk, offset = chunk[stored - offset:], stored
+            position = held
 
     def _stored_bytes(self, job: ComplianceJob, session_url: str, total: str) -> int | None:
         """Ask the session how much it has (``bytes */TOTAL``); None when it is complete."""
@@ -326,7 +331,8 @@ class XComplianceHook(BaseHook):
     def _storage(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         """A request to a signed URL: no Authorization header, and the URL never in an error."""
         try:
-            return self.session.request(method, url, timeout=self.settings.timeout, **kwargs)
+            # No redirects: a resumable session answers 308 ("Resume Incomplete"), not a redirect.
+            return self.session.request(method, url, timeout=self.settings.timeout, allow_redirects=False, **kwargs)
         except requests.RequestException as exc:
             raise XComplianceTransportError(f"{method} to the signed URL failed: {type(exc).__name__}") from None
 
@@ -346,6 +352,8 @@ class XComplianceHook(BaseHook):
             if job.status != COMPLETE:
                 error_class = JobEndedError if job.has_ended_badly else JobNotComplete
                 raise error_class(job.id, job.status, job.error)
+            if not job.download_url:
+                raise XComplianceError(f"The API gave complete compliance job {job.id} no download URL")
             target = _results_target(destination, job)
             try:
                 summary, seconds = self._download_once(job, target)
@@ -388,6 +396,14 @@ class XComplianceHook(BaseHook):
         return summary, progress.done(summary.bytes, summary.lines)
 
 
+def _mask_url(url: str | None) -> None:
+    """Signed and session URLs are credentials: mask them whole and their secret parameters too."""
+    if url:
+        mask_secret(url)
+        for value in _URL_SECRETS.findall(url):
+            mask_secret(value)
+
+
 def _id_source(source: IdSource) -> tuple[str, Callable[[], Iterator[bytes]], bool]:
     """A name for errors, a way to (re)open the raw blocks, and whether reopening is possible."""
     if isinstance(source, (str, os.PathLike, ObjectStoragePath)):
@@ -401,7 +417,7 @@ def _id_source(source: IdSource) -> tuple[str, Callable[[], Iterator[bytes]], bo
 
 def _results_target(destination: Location, job: ComplianceJob) -> ObjectStoragePath:
     if isinstance(destination, (str, os.PathLike)) and os.fspath(destination).endswith("/"):
-        return to_path(destination) / f"{job.type}-{job.id}.jsonl"
+        return to_path(destination) / f"{job.type or 'results'}-{job.id}.jsonl"
     return to_path(destination)
 
 

@@ -17,8 +17,6 @@ from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
 from airflow_provider_xcompliance.models import CREATED, ENDED_BADLY, JOB_TYPES, ComplianceJob
 from airflow_provider_xcompliance.triggers.compliance import XComplianceJobTrigger
 
-# How much older than its DAG run a job may look and still be that run's (clock skew with X).
-_CLOCK_SKEW = timedelta(minutes=5)
 
 
 def results_asset(job_type: str | None = None) -> Asset:
@@ -71,7 +69,7 @@ class _JobCreating(_XComplianceOperator):
         for job in self.hook.list_jobs(self.job_type):
             if job.name != name or job.status in ENDED_BADLY:
                 continue
-            if run_start and job.created_at and job.created_at < run_start - _CLOCK_SKEW:
+            if run_start and job.created_at and job.created_at < run_start - protocol.CLOCK_SKEW:
                 continue  # a job of the same name from an earlier run
             window_left = protocol.upload_window_left(job)
             if job.status == CREATED and window_left is not None and window_left <= timedelta(0):
@@ -244,7 +242,8 @@ class XComplianceDownloadResultsOperator(_XComplianceOperator):
         **kwargs: Any,
     ) -> None:
         self.asset = asset or results_asset(job_type)
-        kwargs["outlets"] = [*kwargs.get("outlets", []), self.asset]
+        outlets = kwargs.get("outlets") or []
+        kwargs["outlets"] = [*(outlets if isinstance(outlets, (list, tuple)) else [outlets]), self.asset]
         super().__init__(**kwargs)
         self.job_id = job_id
         self.results_path = results_path

@@ -70,3 +70,8 @@ def test_ids_from_an_iterable():
     with pytest.raises(InvalidIdError) as caught:
         clean(blocks_from_ids(["1", "2\n3"]), source="items")
     assert caught.value.line_number == 2
+
+
+def test_a_file_without_line_feeds_fails_before_filling_memory():
+    with pytest.raises(InvalidIdError, match=r"ids.txt, line 1: .*\\\\r"):
+        clean([b"123\r456\r" * 1000] * 100)  # classic Mac line ends: one endless line

@@ -81,7 +81,8 @@ def test_retry_policy():
     assert policy.delay(1, exc.XComplianceInvalidRequest(400)) is None
     assert policy.delay(1, exc.XComplianceAuthError(401)) is None
     soon = exc.XComplianceRateLimited(429, reset_at=NOW + timedelta(seconds=120))
-    assert policy.delay(9, soon, now=NOW) == pytest.approx(121)
+    assert policy.delay(2, soon, now=NOW) == pytest.approx(121)
+    assert policy.delay(4, soon, now=NOW) is None  # 429s count against max_retries too: no endless loop
     late = exc.XComplianceRateLimited(429, reset_at=NOW + timedelta(seconds=1000))
     assert policy.delay(1, late, now=NOW) is None
 
@@ -117,6 +118,14 @@ def test_requests_are_checked_before_sending():
         protocol.job_path("12a")
 
 
+def test_absurd_answers_still_give_clear_errors():
+    with pytest.raises(exc.XComplianceInvalidRequest, match="HTTP 400 Bad"):
+        answer(400, {"title": "Bad", "status": "four hundred", "errors": ["not a dict", {"message": "m"}]})
+    assert protocol.parse_rate_limit({"x-rate-limit-reset": "99999999999999999"}).reset_at is None
+    with pytest.raises(exc.XComplianceServerError, match="no job with an id"):
+        protocol.job_from_answer(answer(200, {"data": {"status": "created"}}))
+
+
 def test_connection_settings():
     conn = SimpleNamespace(conn_id="c", host="", schema=None, port=None, password=" tok ", extra_dejson={})
     settings = protocol.ConnectionSettings.from_connection(conn)
@@ -127,6 +136,11 @@ def test_connection_settings():
     assert settings.base_url == "http://127.0.0.1:8123"
     assert (settings.timeout, settings.retry_policy.max_retries, settings.retry_policy.max_rate_limit_wait) == (5, 2, 60)
     assert settings.headers["Authorization"] == "Bearer t"
+    empty_form = SimpleNamespace(conn_id="c", host="", schema=None, port=None, password="t",
+                                 extra_dejson={"timeout": None, "max_retries": None, "max_rate_limit_wait": ""})
+    settings = protocol.ConnectionSettings.from_connection(empty_form)
+    assert (settings.timeout, settings.max_retries, settings.max_rate_limit_wait) == (30, 5, 900)
+    assert "'t'" not in repr(settings)
     with pytest.raises(exc.XComplianceError, match="no bearer token"):
         protocol.ConnectionSettings.from_connection(SimpleNamespace(conn_id="c", password="", extra_dejson={}))
 

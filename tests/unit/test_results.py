@@ -43,3 +43,4 @@ def test_bad_line_is_reported_with_its_number():
     summary.feed(b'{"id": "1", "reason": "deleted"}\n\n{"id": "2"}\n<html>')
     with pytest.raises(InvalidResultsError, match=r"results of job 7, line 3: '<html>'"):
         summary.finish()
+
