@@ -53,7 +53,7 @@ def get_provider_info() -> dict:
                     },
                     "max_retries": {
                         "label": "Retries",
-                        "description": "Retries of a call that failed with a 5xx answer, a timeout or a dropped connection.",
+                        "description": "Retries of a call that failed with a 5xx answer, a timeout, a dropped connection or a 429.",
                         "schema": {"type": ["integer", "null"], "default": 5},
                     },
                     "max_rate_limit_wait": {

@@ -47,8 +47,8 @@ class XComplianceHook(BaseHook):
     """Talks to X's batch compliance API with the bearer token of an ``x_compliance`` connection.
 
     Connection: password = bearer token, host = API base URL (default ``https://api.x.com``),
-    extras ``timeout`` (seconds per request), ``max_retries`` (for 5xx answers and dropped
-    connections) and ``max_rate_limit_wait`` (longest wait for a 429's reset, in seconds).
+    extras ``timeout`` (seconds per request), ``max_retries`` (for 5xx answers, dropped
+    connections and 429s) and ``max_rate_limit_wait`` (longest wait for a 429's reset, in seconds).
 
     :param x_conn_id: the ``x_compliance`` connection to use.
     """
