@@ -2,6 +2,8 @@
 
 import os
 
+import pendulum
+
 from airflow_provider_xcompliance.dags import compliance_dag
 
 # Where IDs are read and results written by default: any object-storage URL
@@ -14,5 +16,6 @@ dag = compliance_dag(
     ids_path=f"{DATA_URL}/ids/users.txt",
     results_path=f"{DATA_URL}/results/users/",
     schedule="@weekly",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),  # unpausing runs the latest week at once
     description="Ask X which stored users were deleted, suspended, protected or deactivated",
 )

@@ -103,7 +103,7 @@ PROCESSING_SECONDS = 1500
 
 STARTUP_TIMEOUT = 120  # standalone up, API healthy, every component heartbeating
 PARSE_TIMEOUT = 90  # the DAGs show up in the API
-SCHEDULE_TIMEOUT = 30  # the scheduled run shows up after unpausing
+SCHEDULE_TIMEOUT = 90  # the scheduled run shows up after unpausing
 RUN_TIMEOUT = 300  # both tweets runs reach a terminal state
 CONSUMER_TIMEOUT = 120  # the consumer has run on both Asset events
 STOP_TIMEOUT = 20  # from SIGTERM to SIGKILL
