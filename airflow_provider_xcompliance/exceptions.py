@@ -79,6 +79,7 @@ class XComplianceStorageError(XComplianceError):
     def __init__(self, status: int, code: str, message: str) -> None:
         self.status = status
         self.code = code
+        self.message = message
         super().__init__(f"HTTP {status} {code}: {message}" if code else f"HTTP {status}: {message}")
 
 

@@ -318,15 +318,11 @@ class XComplianceHook(BaseHook):
         return _stored_end(response)
 
     def _upload_refused(self, job: ComplianceJob, response: requests.Response) -> XComplianceError:
-        if response.status_code >= 500:
-            return XComplianceServerError(status=response.status_code, title="Upload failed",
-                                          detail=f"the storage server answered {response.status_code}")
-        error = protocol.storage_error(response.status_code, response.content)
-        if error.code == "ExpiredToken":
+        error = _refusal(response, f"The upload URL of compliance job {job.id}")
+        if isinstance(error, XComplianceStorageError) and error.code == "ExpiredToken":
             return UploadWindowExpired(f"The upload URL of compliance job {job.id} has expired ({error}): "
                                        "create a new job and upload right away")
-        return XComplianceStorageError(error.status, error.code,
-                                       f"the upload URL of compliance job {job.id} was refused: {error}")
+        return error
 
     def _storage(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         """A request to a signed URL: no Authorization header, and the URL never in an error."""
@@ -369,18 +365,9 @@ class XComplianceHook(BaseHook):
         }
 
     def _download_once(self, job: ComplianceJob, target: Any) -> tuple[ResultsSummary, float]:
-        try:
-            response = self.session.get(job.download_url, stream=True, timeout=self.settings.timeout)
-        except requests.RequestException as exc:
-            raise XComplianceTransportError(f"GET of the results of job {job.id} failed: {type(exc).__name__}") from None
-        with response:
-            if response.status_code >= 500:
-                raise XComplianceServerError(status=response.status_code, title="Download failed",
-                                             detail=f"the storage server answered {response.status_code}")
+        with self._storage("GET", job.download_url, stream=True) as response:
             if response.status_code != 200:
-                error = protocol.storage_error(response.status_code, response.content)
-                raise XComplianceStorageError(error.status, error.code,
-                                              f"the results of compliance job {job.id} could not be read: {error}")
+                raise _refusal(response, f"The download URL of compliance job {job.id}")
             summary = ResultsSummary(f"results of job {job.id}")
             progress = Progress(self.log, f"Download of job {job.id}", "lines")
             self.log.info("Downloading the results of compliance job %s to %s", job.id, target)
@@ -394,6 +381,15 @@ class XComplianceHook(BaseHook):
             except requests.RequestException as exc:
                 raise XComplianceTransportError(f"the connection broke off: {type(exc).__name__}") from None
         return summary, progress.done(summary.bytes, summary.lines)
+
+
+def _refusal(response: requests.Response, what: str) -> XComplianceError:
+    """A signed-URL request that did not succeed: a 5xx is worth retrying, anything else is final."""
+    if response.status_code >= 500:
+        return XComplianceServerError(status=response.status_code, title=f"{what} failed",
+                                      detail=f"the storage server answered {response.status_code}")
+    error = protocol.storage_error(response.status_code, response.content)
+    return XComplianceStorageError(error.status, error.code, f"{what} was refused: {error.message}")
 
 
 def _mask_url(url: str | None) -> None:
