@@ -19,9 +19,9 @@ import threading
 
 from .dataset import generate_dataset
 from .emulator import XComplianceEmulator
-from .faults import parse_fault_spec
+from .faults import PROFILES, parse_fault_spec
 from .rules import JOB_TYPES
-from .state import ACTIVE_MODES, API_ENDPOINTS
+from .state import ACTIVE_MODES, API_ENDPOINTS, UNKNOWN_JOB_STATUSES
 
 COMMANDS = ("serve", "generate")
 
@@ -102,20 +102,44 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--download-window-seconds", type=float, default=604800.0)
     serve.add_argument("--session-window-seconds", type=float, default=604800.0,
                        help="lifetime of a resumable upload session (default a week)")
-    serve.add_argument("--sessions-outlive-upload-window", action="store_true",
-                       help="a resumable upload started in time may finish after the upload "
-                            "window (X does not document which way it behaves)")
+    serve.add_argument("--sessions-outlive-upload-window", default=True,
+                       action=argparse.BooleanOptionalAction,
+                       help="a resumable upload started within the upload window may send its "
+                            "chunks after it, for the session's lifetime (default: yes; "
+                            "--no-sessions-outlive-upload-window bounds the chunks too)")
+    serve.add_argument("--pickup-seconds", type=float, default=0.0,
+                       help="emulated seconds a job stays 'created' after its upload, during "
+                            "which a second simple PUT replaces the submission (default 0)")
     serve.add_argument("--ground-truth", action="append", metavar="PATH|TYPE=PATH",
                        help="ground-truth CSV (id,reason[,action]) for every job type, or "
                             "TYPE=PATH per type (repeatable); default: the built-in rule")
-    serve.add_argument("--no-estimated-completion", action="store_true",
-                       help="leave estimated_completion out of in_progress jobs")
-    serve.add_argument("--no-gzip", action="store_true", help="never gzip answers")
+    serve.add_argument("--estimated-completion", default=False,
+                       action=argparse.BooleanOptionalAction,
+                       help="pre-release API mode: in_progress jobs carry estimated_completion "
+                            "(default: no, as the released API)")
+    serve.add_argument("--unknown-job-status", type=int, choices=UNKNOWN_JOB_STATUSES,
+                       default=200,
+                       help="answer to GET /2/compliance/jobs/:id of an unknown id: 200 with an "
+                            "errors array and no data (default, X's spec) or 404")
+    serve.add_argument("--usage-capped", action="store_true",
+                       help="every API request answers 429 usage-capped (UsageCapExceeded)")
+    serve.add_argument("--no-gzip", action="store_true", help="never gzip API answers")
+    serve.add_argument("--no-gzip-results", action="store_true",
+                       help="store and serve results uncompressed (default: gzip-compressed, "
+                            "served with decompressive transcoding)")
+    serve.add_argument("--faults", "--fault-profile", dest="fault_profile", choices=PROFILES,
+                       default="none",
+                       help="'all': the recurring deterministic fault schedule of the faults "
+                            "module (408/429/503/drops on signed URLs, partial 308s, lost final "
+                            "answers, NoSuchKey after completion, 503 on lookups)")
     serve.add_argument("--fault", action="append", type=_fault, default=[],
                        metavar="ENDPOINT:KIND[:ARG][xTIMES]",
                        help="inject a fault (repeatable). KIND is status (ARG = HTTP status), "
-                            "delay (ARG = seconds) or drop (ARG = bytes of the upload body read "
-                            "first); e.g. get_job:status:503x2, upload:drop:300000")
+                            "delay (ARG = seconds), drop (ARG = bytes of the upload body read "
+                            "first), usage_cap (API endpoints), partial_chunk or "
+                            "lose_final_answer (upload_session) or no_such_key (download); "
+                            "e.g. get_job:status:503x2, upload:drop:300000, "
+                            "download:no_such_keyx3, upload_session:partial_chunk")
     serve.add_argument("--log-level", default="INFO",
                        help="log level of the access log on stderr (default INFO)")
     serve.set_defaults(func=_serve)
@@ -150,10 +174,12 @@ def _serve(args: argparse.Namespace) -> int:
         upload_window_seconds=args.upload_window_seconds,
         download_window_seconds=args.download_window_seconds,
         ground_truth=_ground_truth(args.ground_truth),
-        estimated_completion=not args.no_estimated_completion, gzip=not args.no_gzip,
+        estimated_completion=args.estimated_completion, gzip=not args.no_gzip,
         session_window_seconds=args.session_window_seconds,
         sessions_outlive_upload_window=args.sessions_outlive_upload_window,
-        public_host=args.public_host,
+        public_host=args.public_host, unknown_job_status=args.unknown_job_status,
+        usage_capped=args.usage_capped, fault_profile=args.fault_profile,
+        pickup_seconds=args.pickup_seconds, gzip_results=not args.no_gzip_results,
     )
     with emulator:
         for fault in args.fault:

@@ -2,9 +2,16 @@
 
 Shapes follow X API v2: a job under ``data``, lists with ``meta.result_count`` (and no ``data``
 key when empty), problem JSON for errors (``invalid-request`` with an ``errors`` array,
-``resource-not-found``, ``conflict``, and ``about:blank`` for 401/429). Every answer carries
-``api-version`` and the three ``x-rate-limit-*`` headers of its endpoint. Order of checks:
-bearer token (401), rate limit (429), request validation (400), then the operation.
+``resource-not-found``, ``conflict``, ``usage-capped``, and ``about:blank`` for 401/429). Every
+answer carries ``api-version`` and the three ``x-rate-limit-*`` headers of its endpoint. Order of
+checks: bearer token (401), usage cap (429 ``usage-capped``, when ``usage_capped``), rate limit
+(429), request validation (400), then the operation.
+
+All three endpoints accept the ``compliance_job.fields`` query parameter (a comma-separated
+subset of ``COMPLIANCE_JOB_FIELDS``; the answer shows every field either way, inferred) and
+refuse any other query parameter besides ``type`` and ``status`` on the list. An unknown
+(well-formed) job id answers 200 with an ``errors`` array (a ``resource-not-found`` problem) and
+no ``data``, as X's OpenAPI spec describes; ``unknown_job_status=404`` answers 404 instead.
 """
 
 from __future__ import annotations
@@ -15,11 +22,13 @@ import re
 import urllib.parse
 from http import HTTPStatus
 
+from .faults import USAGE_CAPPED_BODY
 from .rules import JOB_TYPES
 from .state import API_ENDPOINTS
 
 __all__ = ["create_job", "list_jobs", "get_job", "not_found", "method_not_allowed",
-           "fault_status", "bad_framing", "internal_error", "rate_headers"]
+           "fault_status", "usage_capped", "bad_framing", "internal_error", "rate_headers",
+           "COMPLIANCE_JOB_FIELDS"]
 
 PROBLEMS = "https://api.x.com/2/problems/"
 UNAUTHORIZED = {"title": "Unauthorized", "type": "about:blank", "status": 401,
@@ -31,7 +40,11 @@ CONFLICT = {"type": PROBLEMS + "conflict", "title": "Conflict",
             "status": 409}
 JOB_STATUSES = ("created", "in_progress", "failed", "complete")
 CREATE_KEYS = ("type", "name", "resumable")
-LIST_KEYS = ("type", "status")
+FIELDS_PARAM = "compliance_job.fields"
+COMPLIANCE_JOB_FIELDS = ("created_at", "download_expires_at", "download_url", "id", "name",
+                         "resumable", "status", "type", "upload_expires_at", "upload_url")
+LIST_KEYS = ("type", "status", FIELDS_PARAM)
+LOOKUP_KEYS = (FIELDS_PARAM,)
 MAX_NAME = 64
 MAX_BODY = 64 * 1024
 _JOB_ID = re.compile(r"[0-9]{1,19}", re.ASCII)
@@ -59,13 +72,17 @@ def _prelude(ex, endpoint: str) -> dict | None:
     scheme, _, credentials = (ex.header("Authorization") or "").strip().partition(" ")
     token_ok = scheme.lower() == "bearer" and hmac.compare_digest(
         credentials.strip().encode("utf-8", "replace"), st.config.token.encode("utf-8"))
+    capped = token_ok and st.usage_capped
     with st.lock:
-        if token_ok:
+        if token_ok and not capped:
             allowed, headers = st.rate.take(endpoint, now)
         else:
             headers = st.rate.peek(endpoint, now)
     if not token_ok:
         ex.json(401, UNAUTHORIZED, headers)
+        return None
+    if capped:  # not counted against the rate limit
+        ex.json(429, USAGE_CAPPED_BODY, headers)
         return None
     if not allowed:
         ex.json(429, TOO_MANY_REQUESTS, headers)
@@ -73,11 +90,39 @@ def _prelude(ex, endpoint: str) -> dict | None:
     return headers
 
 
+def _query_values(ex) -> dict[str, list[str]]:
+    values: dict[str, list[str]] = {}
+    for key, value in urllib.parse.parse_qsl(ex.query, keep_blank_values=True):
+        values.setdefault(key, []).append(value)
+    return values
+
+
+def _query_errors(values: dict[str, list[str]], allowed: tuple[str, ...]) -> list[dict]:
+    """Errors for unknown, repeated and (for ``compliance_job.fields``) invalid parameters."""
+    errors = []
+    for key, vals in values.items():
+        if key not in allowed:
+            errors.append({"parameters": {key: vals},
+                           "message": f"The query parameter [{key}] is not one of "
+                                      f"[{','.join(allowed)}]"})
+        elif len(vals) > 1:
+            errors.append({"parameters": {key: vals},
+                           "message": f"The `{key}` query parameter can only be given once"})
+        elif key == FIELDS_PARAM:
+            for field in vals[0].split(","):
+                if field not in COMPLIANCE_JOB_FIELDS:
+                    errors.append({"parameters": {key: vals},
+                                   "message": f"The `{key}` query parameter value [{field}] "
+                                              f"is not one of [{','.join(COMPLIANCE_JOB_FIELDS)}]"})
+    return errors
+
+
 def create_job(ex) -> None:
     """``POST /2/compliance/jobs``."""
     headers = _prelude(ex, "create_job")
     if headers is None:
         return
+    query_errors = _query_errors(_query_values(ex), LOOKUP_KEYS)
     raw = ex.body.read_all(MAX_BODY)
     if raw is None:
         ex.json(400, _invalid([{"parameters": {}, "message": "The request body is too large"}]),
@@ -93,7 +138,7 @@ def create_job(ex) -> None:
         ex.json(400, _invalid([{"parameters": {}, "message": "The request body must be a JSON object"}]),
                 headers)
         return
-    errors = []
+    errors = list(query_errors)
     for key, value in body.items():
         if key not in CREATE_KEYS:
             errors.append({"parameters": {key: [_param(value)]},
@@ -131,18 +176,8 @@ def list_jobs(ex) -> None:
     headers = _prelude(ex, "list_jobs")
     if headers is None:
         return
-    values: dict[str, list[str]] = {}
-    for key, value in urllib.parse.parse_qsl(ex.query, keep_blank_values=True):
-        values.setdefault(key, []).append(value)
-    errors = []
-    for key, vals in values.items():
-        if key not in LIST_KEYS:
-            errors.append({"parameters": {key: vals},
-                           "message": f"The query parameter [{key}] is not one of "
-                                      f"[{','.join(LIST_KEYS)}]"})
-        elif len(vals) > 1:
-            errors.append({"parameters": {key: vals},
-                           "message": f"The `{key}` query parameter can only be given once"})
+    values = _query_values(ex)
+    errors = _query_errors(values, LIST_KEYS)
     job_type = values.get("type", [""])[-1]
     if not job_type:
         errors.append({"parameters": {"type": [job_type]},
@@ -171,17 +206,25 @@ def get_job(ex) -> None:
     if headers is None:
         return
     job_id = urllib.parse.unquote(ex.path.rsplit("/", 1)[1])
+    errors = []
     if not _JOB_ID.fullmatch(job_id):
-        ex.json(400, _invalid([{"parameters": {"id": [job_id]},
-                                "message": f"The `id` query parameter value [{job_id}] does not "
-                                           "match ^[0-9]{1,19}$"}]), headers)
+        errors.append({"parameters": {"id": [job_id]},
+                       "message": f"The `id` query parameter value [{job_id}] does not "
+                                  "match ^[0-9]{1,19}$"})
+    errors += _query_errors(_query_values(ex), LOOKUP_KEYS)
+    if errors:
+        ex.json(400, _invalid(errors), headers)
         return
     job = ex.state.find(job_id, ex.received_at)
     if job is None:
-        ex.json(404, {"type": PROBLEMS + "resource-not-found", "title": "Not Found Error",
-                      "detail": f"Could not find job with id: [{job_id}].", "status": 404,
-                      "resource_type": "job", "parameter": "id", "resource_id": job_id,
-                      "value": job_id}, headers)
+        problem = {"value": job_id, "detail": f"Could not find compliance job with id: [{job_id}].",
+                   "title": "Not Found Error", "resource_type": "compliance_job",
+                   "parameter": "id", "resource_id": job_id,
+                   "type": PROBLEMS + "resource-not-found"}
+        if ex.state.config.unknown_job_status == 404:
+            ex.json(404, {**problem, "status": 404, "errors": [problem]}, headers)
+        else:
+            ex.json(200, {"errors": [problem]}, headers)
         return
     ex.json(200, {"data": ex.state.view(job, ex.received_at)}, headers)
 
@@ -205,6 +248,14 @@ def fault_status(ex, endpoint: str, status: int, reset_seconds: float) -> None:
         else:
             headers = st.rate.peek(endpoint, now)
     ex.json(status, TOO_MANY_REQUESTS if status == 429 else _generic(status), headers)
+
+
+def usage_capped(ex, endpoint: str) -> None:
+    """The answer of an injected ``usage_cap`` fault: X's usage-capped 429."""
+    st = ex.state
+    with st.lock:
+        headers = st.rate.peek(endpoint, ex.received_at)
+    ex.json(429, USAGE_CAPPED_BODY, headers)
 
 
 def rate_headers(ex) -> dict:

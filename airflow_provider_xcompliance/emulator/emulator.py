@@ -16,11 +16,11 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
-from .faults import Fault
+from .faults import PROFILES, Fault
 from .rules import JOB_TYPES, GroundTruthSpec, rules_for
 from .server import EmulatorHTTPServer
 from .signing import UrlSigner
-from .state import ACTIVE_MODES, API_ENDPOINTS, Config, EmulatorState
+from .state import ACTIVE_MODES, API_ENDPOINTS, UNKNOWN_JOB_STATUSES, Config, EmulatorState
 
 __all__ = ["XComplianceEmulator"]
 
@@ -46,6 +46,33 @@ class XComplianceEmulator:
     Use as a context manager, or call :meth:`start` and :meth:`stop`. Durations are in
     emulated seconds; ``speed`` makes all of them elapse that many times faster, while every
     timestamp and header stays in real wall-clock time (clients need not know ``speed``).
+
+    Options beyond the obvious ones:
+
+    ``estimated_completion`` (default False)
+        Pre-release API mode: in_progress jobs carry ``estimated_completion``. The released
+        API never sends it.
+    ``gzip`` (default True)
+        Gzip API answers for clients that accept it.
+    ``session_window_seconds`` (default 604800)
+        Lifetime of a resumable upload session from its start POST.
+    ``sessions_outlive_upload_window`` (default True)
+        Only the start POST must fall inside the upload window; chunks to the session URL keep
+        working for the session's lifetime. False: the upload window bounds the chunks too.
+    ``unknown_job_status`` (default 200)
+        ``GET /2/compliance/jobs/:id`` of an unknown id: 200 with an ``errors`` array and no
+        ``data`` (X's spec), or 404.
+    ``usage_capped`` (default False)
+        Every API request with a valid token answers 429 ``usage-capped``; also settable on the
+        running emulator (:attr:`usage_capped`).
+    ``fault_profile`` (default ``"none"``)
+        ``"all"``: the recurring, deterministic fault schedule described in ``faults``.
+    ``pickup_seconds`` (default 0)
+        Emulated seconds a job stays ``created`` after a complete upload (a second simple PUT
+        meanwhile replaces the submission) before it turns ``in_progress``.
+    ``gzip_results`` (default True)
+        Store results gzip-compressed and serve them with decompressive transcoding; False
+        stores and serves them uncompressed.
     """
 
     def __init__(
@@ -62,12 +89,17 @@ class XComplianceEmulator:
         upload_window_seconds: float = 900.0,
         download_window_seconds: float = 604800.0,
         ground_truth: GroundTruthSpec = None,
-        estimated_completion: bool = True,
+        estimated_completion: bool = False,
         gzip: bool = True,
         *,
         session_window_seconds: float = 604800.0,
-        sessions_outlive_upload_window: bool = False,
+        sessions_outlive_upload_window: bool = True,
         public_host: str | None = None,
+        unknown_job_status: int = 200,
+        usage_capped: bool = False,
+        fault_profile: str = "none",
+        pickup_seconds: float = 0.0,
+        gzip_results: bool = True,
     ):
         if not token:
             raise ValueError("token must not be empty")
@@ -75,12 +107,17 @@ class XComplianceEmulator:
             raise ValueError("speed must be positive")
         if one_active_job not in ACTIVE_MODES:
             raise ValueError(f"one_active_job must be one of {ACTIVE_MODES}")
+        if unknown_job_status not in UNKNOWN_JOB_STATUSES:
+            raise ValueError(f"unknown_job_status must be one of {UNKNOWN_JOB_STATUSES}")
+        if fault_profile not in PROFILES:
+            raise ValueError(f"fault_profile must be one of {PROFILES}")
         for name, value in (("processing_seconds", processing_seconds),
+                            ("pickup_seconds", pickup_seconds),
                             ("rate_window_seconds", rate_window_seconds),
                             ("upload_window_seconds", upload_window_seconds),
                             ("download_window_seconds", download_window_seconds),
                             ("session_window_seconds", session_window_seconds)):
-            if value < 0 or (value == 0 and name != "processing_seconds"):
+            if value < 0 or (value == 0 and name not in ("processing_seconds", "pickup_seconds")):
                 raise ValueError(f"{name} must be positive")
         if isinstance(ground_truth, Mapping) and set(ground_truth) - set(JOB_TYPES):
             raise ValueError(f"ground_truth keys must be among {JOB_TYPES}")
@@ -93,6 +130,9 @@ class XComplianceEmulator:
             session_window_seconds=float(session_window_seconds),
             estimated_completion=bool(estimated_completion), gzip=bool(gzip),
             sessions_outlive_upload_window=bool(sessions_outlive_upload_window),
+            unknown_job_status=int(unknown_job_status), usage_capped=bool(usage_capped),
+            fault_profile=fault_profile, pickup_seconds=float(pickup_seconds),
+            gzip_results=bool(gzip_results),
         )
         self._host = host
         self._port = port
@@ -203,10 +243,27 @@ class XComplianceEmulator:
     def inject_fault(self, endpoint: str, kind: str, *, status: int | None = None,
                      seconds: float | None = None, times: int = 1,
                      after_bytes: int | None = None, reset_seconds: float = 1.0) -> Fault:
-        """Make the next ``times`` requests to ``endpoint`` fail (see ``faults`` module)."""
+        """Make the next ``times`` requests to ``endpoint`` fail (see ``faults`` module). Kinds:
+        ``status``, ``drop``, ``delay``, ``usage_cap`` (API endpoints), ``partial_chunk`` and
+        ``lose_final_answer`` (``upload_session``), ``no_such_key`` (``download``)."""
         return self._require_state().faults.add(endpoint, kind, status=status, seconds=seconds,
                                                 times=times, after_bytes=after_bytes,
                                                 reset_seconds=reset_seconds)
+
+    @property
+    def usage_capped(self) -> bool:
+        """Whether API requests answer 429 ``usage-capped`` (settable while running)."""
+        if self._state is None:
+            return self._config.usage_capped
+        return self._state.usage_capped
+
+    @usage_capped.setter
+    def usage_capped(self, value: bool) -> None:
+        self._require_state().usage_capped = bool(value)
+
+    @property
+    def fault_profile(self) -> str:
+        return self._config.fault_profile
 
     def clear_faults(self) -> None:
         self._require_state().faults.clear()
@@ -244,7 +301,17 @@ class XComplianceEmulator:
         return self._require_state().submission_path(str(job_id))
 
     def results_path(self, job_id: str) -> Path:
+        """The job's results, decompressed (JSON Lines)."""
         return self._require_state().results_path(str(job_id))
+
+    def stored_results_path(self, job_id: str) -> Path:
+        """The results object as stored (gzip unless empty or ``gzip_results=False``); only
+        meaningful once the job is complete."""
+        state = self._require_state()
+        job = state.jobs.get(str(job_id))
+        if job is not None and job.stored is not None:
+            return job.stored.path
+        return state.stored_results_path(str(job_id))
 
     def wait_processed(self, job_id: str, timeout: float = 30.0) -> bool:
         """Wait until the job's upload has been processed (results or error ready)."""

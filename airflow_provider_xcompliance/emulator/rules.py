@@ -8,7 +8,8 @@ Ground truth (``ground_truth=`` a CSV file)
     is a first line ``id,reason...`` (a header). An uploaded ID found in the file gets one result
     line per row for it, so a row given twice yields the ID twice in the results, as X sometimes
     does. Any reason is accepted (clients must cope with unknown ones). ``action`` defaults to
-    ``scrub_geo`` for the reason ``scrub_geo`` and to ``delete`` otherwise. Every other ID is
+    ``delete`` for every reason, ``scrub_geo`` included (as in X's published samples); an
+    explicit action column wins. Every other ID is
     compliant.
 
 Deterministic rule (no ground truth) -- with ``n = int(id)`` and ``h = n % 1000`` (the last three
@@ -25,8 +26,9 @@ decimal digits of the ID):
     other   compliant       compliant
     ======  ==============  ==================
 
-so 5.5 % of random tweet IDs and 5 % of random user IDs need action. ``action`` is
-``scrub_geo`` for scrub_geo and ``delete`` for every other reason.
+so 5.5 % of random tweet IDs and 5 % of random user IDs need action. ``action`` is ``delete``
+for every reason, ``scrub_geo`` included (X's published samples do the same: clients must
+decide from ``reason``, not ``action``).
 
 Quirks of the real files, reproduced deterministically from ``q = (n // 1000) % 100``
 (applied to ground-truth lines too, except the duplication):
@@ -126,8 +128,9 @@ Pair = tuple[str, str]  # (reason as JSON, action as JSON)
 
 
 def default_action(reason: str) -> str:
-    """The action X pairs with a reason when the ground truth does not say."""
-    return "scrub_geo" if reason == "scrub_geo" else "delete"
+    """The action X pairs with a reason when the ground truth does not say: ``delete`` for
+    every reason, ``scrub_geo`` included."""
+    return "delete"
 
 
 def created_at_seconds(n: int) -> int:

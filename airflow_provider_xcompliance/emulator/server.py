@@ -199,7 +199,7 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 (api.bad_framing if _is_api(endpoint) else storage.bad_framing)(ex)
                 return
-            fault = state.faults.take(endpoint) if endpoint in ENDPOINTS else None
+            fault = state.faults.front(endpoint) if endpoint in ENDPOINTS else None
             if fault is not None and self._apply_fault(ex, fault):
                 return
             handler(ex)
@@ -219,7 +219,7 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
                     if _is_api(endpoint):
                         api.internal_error(ex)
                     else:
-                        storage.fault_status(ex, 500)
+                        storage.internal_error(ex)
                 except OSError:
                     pass
         finally:
@@ -242,7 +242,9 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
             ex.drop()
             return True
         ex.body.discard()
-        if _is_api(ex.endpoint):
+        if fault.kind == "usage_cap":
+            api.usage_capped(ex, ex.endpoint)
+        elif _is_api(ex.endpoint):
             api.fault_status(ex, ex.endpoint, fault.status, fault.reset_seconds)
         else:
             storage.fault_status(ex, fault.status)

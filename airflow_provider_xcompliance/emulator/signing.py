@@ -28,6 +28,7 @@ from .timefmt import goog_datetime, goog_day, parse_goog_datetime
 __all__ = ["ALGORITHM", "SignatureMismatch", "SignatureExpired", "UrlSigner"]
 
 ALGORITHM = "GOOG4-HMAC-SHA256"
+MAX_EXPIRES = 604800  # GCS V4: at most 7 days
 _REQUIRED = ("X-Goog-Algorithm", "X-Goog-Credential", "X-Goog-Date", "X-Goog-Expires",
              "X-Goog-SignedHeaders", "X-Goog-Signature")
 
@@ -99,6 +100,8 @@ class UrlSigner:
     def verify(self, method: str, path: str, raw_query: str,
                header: Callable[[str], str | None], now: float) -> int:
         """Check a request against its signature; return the Unix second at which it expires.
+        The URL is valid from ``X-Goog-Date`` through ``X-Goog-Date + X-Goog-Expires``
+        inclusive, i.e. for exactly ``X-Goog-Expires`` seconds.
 
         ``header(name)`` returns a request header (or None). Raises ``SignatureMismatch`` for
         anything forged, altered or missing, ``SignatureExpired`` when the time is up.
@@ -110,28 +113,33 @@ class UrlSigner:
             key, _, value = part.partition("=")
             key, value = urllib.parse.unquote(key), urllib.parse.unquote(value)
             if key in params:
-                raise SignatureMismatch("repeated query parameter")
+                raise SignatureMismatch(f"The query parameter {key} is repeated.")
             params[key] = value
-        if any(k not in params for k in _REQUIRED):
-            raise SignatureMismatch("missing signing parameter")
+        missing = [k for k in _REQUIRED if k not in params]
+        if missing:
+            raise SignatureMismatch(f"The query parameter {missing[0]} is missing.")
         if params["X-Goog-Algorithm"] != ALGORITHM:
-            raise SignatureMismatch("unknown algorithm")
+            raise SignatureMismatch(f"X-Goog-Algorithm must be {ALGORITHM}.")
         signature = params.pop("X-Goog-Signature")
         names = params["X-Goog-SignedHeaders"].split(";")
         if "host" not in names or names != sorted(set(names)):
-            raise SignatureMismatch("bad signed headers")
+            raise SignatureMismatch("X-Goog-SignedHeaders must list host and be sorted, "
+                                    "lower-case and without repeats.")
         try:
             date = parse_goog_datetime(params["X-Goog-Date"])
             expires = int(params["X-Goog-Expires"])
         except ValueError:
-            raise SignatureMismatch("bad date or expiry") from None
+            raise SignatureMismatch("X-Goog-Date or X-Goog-Expires is malformed.") from None
+        if not 1 <= expires <= MAX_EXPIRES:
+            raise SignatureMismatch(f"X-Goog-Expires must be between 1 and {MAX_EXPIRES}.")
         credential = params["X-Goog-Credential"].split("/")
         if len(credential) != 5 or credential[1] != goog_day(date):
-            raise SignatureMismatch("bad credential scope")
+            raise SignatureMismatch("X-Goog-Credential does not match X-Goog-Date.")
         headers = {name: _normalize_header_value(header(name) or "") for name in names}
         expected = self._signature(method, path, params, headers)
         if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):
-            raise SignatureMismatch("signature does not match")
+            raise SignatureMismatch("The signature does not match the method, path, query "
+                                    "string and signed headers of the request.")
         if now > date + expires:
             raise SignatureExpired(date + expires)
         return date + expires

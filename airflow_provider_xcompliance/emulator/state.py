@@ -3,37 +3,48 @@
 Everything here is guarded by one lock, because the HTTP server answers each connection on its
 own thread. Job status is never stored: it is computed from the clock whenever a job is shown
 (``created`` -> ``expired`` when the upload window passes with no completed upload; a completed
-upload -> ``in_progress`` -> ``complete`` or ``failed`` once the processing time has passed and
-the result file is written), so no timer threads are needed and a fast clock (``speed``) only
-shortens the durations. Times are real Unix seconds at full precision; only the answers round
+upload stays ``created`` for ``pickup_seconds`` (default 0) -- a second upload then replaces
+it -- then ``in_progress`` -> ``complete`` or ``failed`` once ``processing_seconds`` more have
+passed and the result file is written), so no timer threads are needed and a fast clock
+(``speed``) only shortens the durations.
+
+Results are stored like X's delivery objects: gzip-compressed (``Content-Encoding: gzip``
+metadata) unless ``gzip_results=False``; an empty result is an empty, uncompressed object. Times are real Unix seconds at full precision; only the answers round
 them to the second.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
 import secrets
 import threading
 import time
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .faults import FaultInjector
+from .faults import ALL_PROFILE_NO_SUCH_KEY, FaultInjector
 from .rules import ProcessingCancelled, ProcessOutcome, ResultRules, TWEPOCH_MS, process_file
 from .signing import UrlSigner
 from .timefmt import iso_z
 
-__all__ = ["ACTIVE_MODES", "API_ENDPOINTS", "Config", "Job", "Session", "RateLimiter",
-           "EmulatorState"]
+__all__ = ["ACTIVE_MODES", "API_ENDPOINTS", "UNKNOWN_JOB_STATUSES", "Config", "Job",
+           "StoredObject", "Session", "RateLimiter", "EmulatorState"]
 
 logger = logging.getLogger("airflow_provider_xcompliance.emulator")
 
 ACTIVE_MODES = ("per_type", "global", "none")
 API_ENDPOINTS = ("create_job", "list_jobs", "get_job")
 BUCKETS = {"tweets": "twttr-tweet-compliance", "users": "twttr-user-compliance"}
+MAX_SIGNED_EXPIRES = 604800  # GCS V4 signed URLs live at most 7 days
+UNKNOWN_JOB_STATUSES = (200, 404)
+RESUMABLE_START_HEADERS = {"content-length": "0", "content-type": "text/plain",
+                           "x-goog-resumable": "start"}
+SIMPLE_UPLOAD_HEADERS = {"content-type": "text/plain"}
 
 
 @dataclass(frozen=True)
@@ -49,9 +60,14 @@ class Config:
     upload_window_seconds: float = 900.0
     download_window_seconds: float = 604800.0
     session_window_seconds: float = 604800.0
-    estimated_completion: bool = True
+    estimated_completion: bool = False
     gzip: bool = True
-    sessions_outlive_upload_window: bool = False
+    sessions_outlive_upload_window: bool = True
+    unknown_job_status: int = 200
+    usage_capped: bool = False
+    fault_profile: str = "none"
+    pickup_seconds: float = 0.0
+    gzip_results: bool = True
 
     def real(self, seconds: float) -> float:
         """Real seconds that ``seconds`` of emulated time last."""
@@ -63,7 +79,8 @@ class Job:
 
     __slots__ = ("id", "type", "name", "resumable", "created", "upload_deadline",
                  "download_deadline", "session_deadline", "uploaded_at", "processed",
-                 "outcome")
+                 "outcome", "generation", "cancel", "stored", "no_such_key_left",
+                 "late_uploads")
 
     def __init__(self, job_id: str, job_type: str, name: str | None, resumable: bool,
                  created: float, upload_deadline: float, download_deadline: float):
@@ -78,13 +95,28 @@ class Job:
         self.uploaded_at: float | None = None  # when a complete upload was accepted
         self.processed = False  # the result file (or the error) is ready
         self.outcome: ProcessOutcome | None = None
+        self.generation = 0  # bumped by every accepted (or replacing) upload
+        self.cancel = threading.Event()  # set when a replacing upload abandons a processing
+        self.stored: StoredObject | None = None  # the results object, once complete
+        self.no_such_key_left = 0  # fault profile "all": NoSuchKey answers still to give
+        self.late_uploads = 0  # uploads accepted by storage after the job had taken one
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """The results object as storage holds it."""
+
+    path: Path  # the stored bytes (gzip when ``gzipped``)
+    size: int
+    md5: bytes
+    gzipped: bool
 
 
 class Session:
     """One resumable upload session (its own lock serializes the chunks sent to it)."""
 
     __slots__ = ("id", "job_id", "path", "created", "expires", "stored", "total", "complete",
-                 "lock")
+                 "lock", "partial_done", "final_lost")
 
     def __init__(self, session_id: str, job_id: str, path: Path, created: float, expires: float):
         self.id = session_id
@@ -96,6 +128,18 @@ class Session:
         self.total: int | None = None  # object size, once the client has said
         self.complete = False
         self.lock = threading.Lock()
+        self.partial_done = False  # fault profile "all": the partial 308 was given
+        self.final_lost = False  # fault profile "all": the final answer was lost
+
+
+class _Either:
+    """Set when either event is set (what ``process_file`` polls)."""
+
+    def __init__(self, a: threading.Event, b: threading.Event):
+        self._a, self._b = a, b
+
+    def is_set(self) -> bool:
+        return self._a.is_set() or self._b.is_set()
 
 
 class RateLimiter:
@@ -152,7 +196,8 @@ class EmulatorState:
         self.jobs: dict[str, Job] = {}
         self.sessions: dict[str, Session] = {}
         self.rate = RateLimiter(config.rate_limits, config.real(config.rate_window_seconds))
-        self.faults = FaultInjector()
+        self.faults = FaultInjector(config.fault_profile)
+        self.usage_capped = config.usage_capped
         self.request_log: list[tuple[str, str, int]] = []
         self.signer: UrlSigner | None = None
         self.base_url = ""
@@ -190,14 +235,22 @@ class EmulatorState:
         return str(job_id)
 
     def status(self, job: Job, now: float) -> str:
+        cfg = self.config
         if job.uploaded_at is None:
             deadline = job.upload_deadline
-            if self.config.sessions_outlive_upload_window and job.session_deadline is not None:
+            if cfg.sessions_outlive_upload_window and job.session_deadline is not None:
                 deadline = max(deadline, job.session_deadline)
             return "created" if now < deadline else "expired"
-        if job.processed and now >= job.uploaded_at + self.config.real(self.config.processing_seconds):
+        picked_up = job.uploaded_at + cfg.real(cfg.pickup_seconds)
+        if now < picked_up:
+            return "created"
+        if job.processed and now >= picked_up + cfg.real(cfg.processing_seconds):
             return "failed" if job.outcome.error else "complete"
         return "in_progress"
+
+    def completion_eta(self, job: Job) -> float:
+        cfg = self.config
+        return job.uploaded_at + cfg.real(cfg.pickup_seconds + cfg.processing_seconds)
 
     def visible(self, job: Job, now: float) -> bool:
         """Jobs drop out of the API once their download window has passed."""
@@ -221,6 +274,8 @@ class EmulatorState:
             job = Job(self._next_id(now), job_type, name, resumable, now,
                       now + cfg.real(cfg.upload_window_seconds),
                       now + cfg.real(cfg.download_window_seconds))
+            if self.faults.all_profile:
+                job.no_such_key_left = ALL_PROFILE_NO_SUCH_KEY
             self.jobs[job.id] = job
         self.job_dir(job.id)
         return job
@@ -244,20 +299,43 @@ class EmulatorState:
     def object_path(self, job: Job, kind: str) -> str:
         return f"/{BUCKETS[job.type]}/{job.id}/{kind}/{self.app_id}_{job.id}"
 
-    def _signed(self, job: Job, kind: str, method: str, window: float, headers=None) -> str:
-        date = int(job.created)
-        expires = math.ceil(job.created - date + window)  # covers the whole window
+    @staticmethod
+    def signed_expires(created: float, window: float) -> int:
+        """``X-Goog-Expires`` for a window of ``window`` real seconds opening at ``created``
+        (the URL's ``X-Goog-Date`` is ``created`` truncated to the second): the window itself
+        when it is a whole number of seconds (900, 604800: the URL then lives exactly that
+        long from ``X-Goog-Date``, as at X), else -- fast clocks -- rounded up so the URL covers
+        the whole window; never above GCS's limit of 604800."""
+        if window >= 1 and window == int(window):
+            expires = int(window)
+        else:
+            expires = max(1, math.ceil(created - int(created) + window))
+        return min(expires, MAX_SIGNED_EXPIRES)
+
+    def signed_request(self, job: Job, kind: str) -> tuple[str, str, dict[str, str], str]:
+        """(method, path, signed headers without host, query string) of a job's signed URL."""
+        cfg = self.config
         path = self.object_path(job, kind)
-        return f"{self.base_url}{path}?{self.signer.sign(method, path, date, expires, headers)}"
+        if kind == "submission":
+            method = "POST" if job.resumable else "PUT"
+            headers = RESUMABLE_START_HEADERS if job.resumable else SIMPLE_UPLOAD_HEADERS
+            window = cfg.real(cfg.upload_window_seconds)
+        else:
+            method, headers, window = "GET", {}, cfg.real(cfg.download_window_seconds)
+        date = int(job.created)
+        query = self.signer.sign(method, path, date, self.signed_expires(job.created, window),
+                                 headers)
+        return method, path, dict(headers), query
+
+    def _signed(self, job: Job, kind: str) -> str:
+        _, path, _, query = self.signed_request(job, kind)
+        return f"{self.base_url}{path}?{query}"
 
     def upload_url(self, job: Job) -> str:
-        return self._signed(job, "submission", "POST" if job.resumable else "PUT",
-                            self.config.real(self.config.upload_window_seconds),
-                            {"content-type": "text/plain"})
+        return self._signed(job, "submission")
 
     def download_url(self, job: Job) -> str:
-        return self._signed(job, "delivery", "GET",
-                            self.config.real(self.config.download_window_seconds))
+        return self._signed(job, "delivery")
 
     def view(self, job: Job, now: float) -> dict:
         """The job object exactly as the API shows it at ``now``."""
@@ -276,7 +354,7 @@ class EmulatorState:
             if status == "failed":
                 data["error"] = job.outcome.error
             elif status == "in_progress" and self.config.estimated_completion:
-                eta = job.uploaded_at + self.config.real(self.config.processing_seconds)
+                eta = self.completion_eta(job)
                 if eta <= now:  # the result file is still being written
                     eta = now + 1
                 data["estimated_completion"] = iso_z(math.ceil(eta))
@@ -293,7 +371,13 @@ class EmulatorState:
         return self.data_dir / job_id / "submission.txt"
 
     def results_path(self, job_id: str) -> Path:
+        """The results, decompressed (JSON Lines), for inspection."""
         return self.data_dir / job_id / "results.jsonl"
+
+    def stored_results_path(self, job_id: str) -> Path:
+        """The results object as storage holds it (gzip unless empty or ``gzip_results``
+        is off; then the same bytes as ``results_path``)."""
+        return self.data_dir / job_id / "results.jsonl.gz"
 
     def new_part_path(self, job_id: str, prefix: str) -> Path:
         return self.job_dir(job_id) / f"{prefix}-{secrets.token_hex(8)}.part"
@@ -301,35 +385,90 @@ class EmulatorState:
     # -- uploads --------------------------------------------------------------------------
 
     def accept_upload(self, job: Job, part: Path, started: float) -> str | None:
-        """Make ``part`` the job's submission if the job still awaited it when the request
-        started; returns None on success, else the job's status (the caller refuses)."""
+        """Store ``part`` as the job's submission object (GCS semantics: a later upload
+        replaces an earlier one). Returns None when the job takes it (its first upload, or a
+        replacement while the job is still ``created``, i.e. within ``pickup_seconds``),
+        ``"late"`` when storage accepts it but the job has already taken an earlier upload
+        (nothing changes for the job), or ``"expired"`` when the upload window had passed
+        when the request started (the caller refuses)."""
         with self.lock:
-            if job.uploaded_at is not None:
-                return self.status(job, self.now())
-            status = self.status(job, started)
-            if status != "created":
-                return status
+            now = self.now()
+            if job.uploaded_at is None:
+                status = self.status(job, started)
+                if status != "created":
+                    return status
+            elif self.status(job, now) != "created":
+                job.late_uploads += 1
+                return "late"
+            else:  # a replacement before X picked the first upload up
+                job.cancel.set()
+                job.cancel = threading.Event()
+                job.processed = False
+                job.outcome = None
             os.replace(part, self.submission_path(job.id))
-            job.uploaded_at = self.now()
-            thread = threading.Thread(target=self._process, args=(job,), daemon=True,
+            job.uploaded_at = now
+            job.generation += 1
+            thread = threading.Thread(target=self._process,
+                                      args=(job, job.generation, job.cancel), daemon=True,
                                       name=f"xcompliance-emulator-process-{job.id}")
             self._threads = [t for t in self._threads if t.is_alive()]
             self._threads.append(thread)
         thread.start()
         return None
 
-    def _process(self, job: Job) -> None:
+    def _process(self, job: Job, generation: int, job_cancel: threading.Event) -> None:
+        work = self.job_dir(job.id) / f"results-{generation}.jsonl"
+        packed = work.with_name(work.name + ".gz")
+        stored = None
         try:
-            outcome = process_file(self.submission_path(job.id), self.results_path(job.id),
-                                   self.rules[job.type], self._cancel)
+            outcome = process_file(self.submission_path(job.id), work, self.rules[job.type],
+                                   _Either(self._cancel, job_cancel))
+            if outcome.error is None:
+                stored = self._pack(work, packed, outcome)
         except ProcessingCancelled:
+            work.unlink(missing_ok=True)
+            packed.unlink(missing_ok=True)
             return
         except Exception as exc:  # disk full, removed directory...: fail the job visibly
             logger.exception("processing job %s failed", job.id)
             outcome = ProcessOutcome(f"Internal error while processing: {type(exc).__name__}")
         with self.lock:
+            if job.generation != generation:  # replaced meanwhile
+                work.unlink(missing_ok=True)
+                packed.unlink(missing_ok=True)
+                return
+            if stored is not None:
+                os.replace(work, self.results_path(job.id))
+                target = self.stored_results_path(job.id)
+                if stored.gzipped:
+                    os.replace(packed, target)
+                else:
+                    target.unlink(missing_ok=True)
+                    target = self.results_path(job.id)
+                stored = StoredObject(target, stored.size, stored.md5, stored.gzipped)
+            job.stored = stored
             job.outcome = outcome
             job.processed = True
+
+    def _pack(self, work: Path, packed: Path, outcome: ProcessOutcome) -> StoredObject:
+        """Gzip the result file (when configured and not empty): the stored object."""
+        if not self.config.gzip_results or outcome.size == 0:
+            return StoredObject(work, outcome.size, outcome.md5, False)
+        digest = hashlib.md5()
+        size = 0
+        compressor = zlib.compressobj(6, zlib.DEFLATED, 31)  # gzip wrapper, mtime 0
+        with open(work, "rb") as src, open(packed, "wb") as dst:
+            while True:
+                if self._cancel.is_set():
+                    raise ProcessingCancelled()
+                data = src.read(1 << 20)
+                out = compressor.compress(data) if data else compressor.flush()
+                dst.write(out)
+                digest.update(out)
+                size += len(out)
+                if not data:
+                    break
+        return StoredObject(packed, size, digest.digest(), True)
 
     def start_session(self, job: Job, now: float) -> Session:
         cfg = self.config

@@ -50,13 +50,13 @@ def test_create_job_shape_and_headers(make_emulator):
     params = query_params(job["upload_url"])
     assert params["X-Goog-Algorithm"] == "GOOG4-HMAC-SHA256"
     assert params["X-Goog-SignedHeaders"] == "content-type;host"
-    assert params["X-Goog-Expires"] in ("900", "901")
+    assert params["X-Goog-Expires"] == "900"
     assert params["X-Goog-Credential"].endswith("/auto/storage/goog4_request")
     assert params["X-Goog-Date"] == time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(created))
     assert len(params["X-Goog-Signature"]) == 64
     down = query_params(job["download_url"])
     assert down["X-Goog-SignedHeaders"] == "host"
-    assert down["X-Goog-Expires"] in ("604800", "604801")
+    assert down["X-Goog-Expires"] == "604800"
     assert "/delivery/" in job["download_url"]
 
 
@@ -131,6 +131,9 @@ def _invalid(r) -> list[dict]:
     ({"type": "tweets", "name": "n" * 65}, "name"),
     ({"type": "tweets", "name": 7}, "name"),
     ({"type": "tweets", "resumable": "yes"}, "resumable"),
+    ({"type": "tweets", "resumable": "true"}, "resumable"),
+    ({"type": "tweets", "resumable": 1}, "resumable"),
+    ({"type": "tweets", "resumable": None}, "resumable"),
 ])
 def test_create_job_invalid(emu, payload, param):
     errors = _invalid(api_session(emu).post(f"{emu.base_url}/2/compliance/jobs", json=payload))
@@ -166,14 +169,34 @@ def test_get_job_invalid_id(emu, job_id):
     assert errors[0]["parameters"] == {"id": [job_id]}
 
 
-def test_get_job_not_found(emu):
+NOT_FOUND_PROBLEM = {
+    "value": "1446017776678801409",
+    "detail": "Could not find compliance job with id: [1446017776678801409].",
+    "title": "Not Found Error", "resource_type": "compliance_job", "parameter": "id",
+    "resource_id": "1446017776678801409",
+    "type": "https://api.x.com/2/problems/resource-not-found"}
+
+
+def test_get_job_not_found_is_200_with_errors(emu):
+    r = api_session(emu).get(f"{emu.base_url}/2/compliance/jobs/1446017776678801409")
+    assert r.status_code == 200
+    assert r.json() == {"errors": [NOT_FOUND_PROBLEM]}
+    assert r.headers["x-rate-limit-limit"] == "150"
+
+
+def test_get_job_not_found_404_option(make_emulator):
+    emu = make_emulator(unknown_job_status=404)
     r = api_session(emu).get(f"{emu.base_url}/2/compliance/jobs/1446017776678801409")
     assert r.status_code == 404
     body = r.json()
     assert body["type"] == "https://api.x.com/2/problems/resource-not-found"
     assert body["title"] == "Not Found Error"
-    assert body["detail"] == "Could not find job with id: [1446017776678801409]."
+    assert body["detail"] == "Could not find compliance job with id: [1446017776678801409]."
     assert body["status"] == 404
+    assert body["errors"] == [NOT_FOUND_PROBLEM]
+    assert "data" not in body
+    with pytest.raises(ValueError):
+        make_emulator(unknown_job_status=410)
 
 
 def test_get_job_found(emu):
@@ -263,7 +286,9 @@ def test_download_window_drops_jobs(make_emulator):
     job = create_job(s, emu)
     assert s.get(f"{emu.base_url}/2/compliance/jobs?type=tweets").json()["meta"]["result_count"] == 1
     time.sleep(0.9)
-    assert s.get(f"{emu.base_url}/2/compliance/jobs/{job['id']}").status_code == 404
+    gone = s.get(f"{emu.base_url}/2/compliance/jobs/{job['id']}")
+    assert gone.status_code == 200 and "data" not in gone.json()
+    assert gone.json()["errors"][0]["resource_id"] == job["id"]
     assert s.get(f"{emu.base_url}/2/compliance/jobs?type=tweets").json() == {
         "meta": {"result_count": 0}}
     assert emu.jobs() == []

@@ -147,3 +147,70 @@ def test_generated_dataset_end_to_end(make_emulator, tmp_path):
     for g in got:
         by_reason[g["reason"]] = by_reason.get(g["reason"], 0) + 1
     assert by_reason == counts["by_reason"]
+
+
+def _stop(proc) -> str:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        code = proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    proc.stdout.close()
+    stderr = proc.stderr.read()
+    proc.stderr.close()
+    assert code == 0, stderr
+    return stderr
+
+
+def test_cli_new_switches(tmp_path):
+    proc, line = _start_cli("--faults", "all", "--unknown-job-status", "404",
+                            "--estimated-completion", "--processing-seconds", "600",
+                            "--no-sessions-outlive-upload-window", "--pickup-seconds", "0",
+                            "--fault", "get_job:usage_cap", "--log-level", "WARNING")
+    try:
+        base = line.strip().rsplit(" ", 1)[1]
+        s = requests.Session()
+        s.headers["Authorization"] = "Bearer emulator-token"
+        job = s.post(f"{base}/2/compliance/jobs", json={"type": "tweets"}).json()["data"]
+        r = s.get(f"{base}/2/compliance/jobs/{job['id']}")
+        assert r.status_code == 429 and r.json()["type"].endswith("/usage-capped")
+        r = put_ids(job["upload_url"], "1\n")
+        assert r.status_code == 408  # the "all" profile: first upload request
+        assert put_ids(job["upload_url"], "1\n").status_code == 200
+        r = s.get(f"{base}/2/compliance/jobs/{job['id']}")
+        assert r.status_code == 200
+        assert r.json()["data"]["status"] == "in_progress"
+        assert "estimated_completion" in r.json()["data"]
+        r = s.get(f"{base}/2/compliance/jobs/1")
+        assert r.status_code == 404 and r.json()["errors"][0]["resource_id"] == "1"
+    finally:
+        stderr = _stop(proc)
+    assert "Traceback" not in stderr
+
+
+def test_cli_usage_capped_and_defaults():
+    proc, line = _start_cli("--usage-capped", "--log-level", "WARNING")
+    try:
+        base = line.strip().rsplit(" ", 1)[1]
+        r = requests.get(f"{base}/2/compliance/jobs?type=tweets",
+                         headers={"Authorization": "Bearer emulator-token"})
+        assert r.status_code == 429
+        assert r.json() == {"title": "UsageCapExceeded",
+                            "detail": "Usage cap exceeded: Monthly product cap",
+                            "type": "https://api.x.com/2/problems/usage-capped",
+                            "period": "Monthly", "scope": "Product", "status": 429}
+    finally:
+        _stop(proc)
+
+
+def test_cli_parser_defaults():
+    from airflow_provider_xcompliance.emulator.__main__ import build_parser
+    args = build_parser().parse_args(["serve"])
+    assert args.estimated_completion is False
+    assert args.sessions_outlive_upload_window is True
+    assert args.unknown_job_status == 200
+    assert args.usage_capped is False
+    assert args.fault_profile == "none"
+    assert args.no_gzip_results is False
+    assert build_parser().parse_args(["serve", "--fault-profile", "all"]).fault_profile == "all"

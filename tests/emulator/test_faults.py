@@ -6,6 +6,7 @@ import time
 
 import pytest
 import requests
+import urllib3
 
 from airflow_provider_xcompliance.emulator.faults import parse_fault_spec
 
@@ -113,20 +114,26 @@ def test_truncated_download_then_range_resume(emu):
     job = create_job(s, emu)
     assert put_ids(job["upload_url"], "\n".join(tweet_ids(20_000))).status_code == 200
     done = wait_status(s, emu, job["id"])
-    full = requests.get(done["download_url"], headers={"Accept-Encoding": "identity"}).content
-    assert len(full) > 5000
-    emu.inject_fault("download", kind="drop", after_bytes=5000)
+    gz = {"Accept-Encoding": "gzip"}
+    with requests.get(done["download_url"], headers=gz, stream=True) as r:
+        full = r.raw.read(decode_content=False)  # the stored gzip bytes
+    assert len(full) > 3000
+    emu.inject_fault("download", kind="drop", after_bytes=2000)
     got = bytearray()
-    with pytest.raises(requests.exceptions.ChunkedEncodingError):
-        with requests.get(done["download_url"], headers={"Accept-Encoding": "identity"},
-                          stream=True) as r:
+    with pytest.raises(urllib3.exceptions.ProtocolError):  # IncompleteRead
+        with requests.get(done["download_url"], headers=gz, stream=True) as r:
             assert r.status_code == 200
-            for piece in r.iter_content(1024):
+            for piece in r.raw.stream(1024, decode_content=False):
                 got += piece
-    assert 0 < len(got) <= 5000 and bytes(got) == full[:len(got)]
-    rest = requests.get(done["download_url"], headers={"Range": f"bytes={len(got)}-"})
-    assert rest.status_code == 206
-    assert bytes(got) + rest.content == full
+    assert 0 < len(got) <= 2000 and bytes(got) == full[:len(got)]
+    with requests.get(done["download_url"], stream=True,
+                      headers={**gz, "Range": f"bytes={len(got)}-"}) as rest:
+        assert rest.status_code == 206
+        assert bytes(got) + rest.raw.read(decode_content=False) == full
+    # a transcoded (decompressed, chunked) download cut short
+    emu.inject_fault("download", kind="drop", after_bytes=2000)
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        requests.get(done["download_url"], headers={"Accept-Encoding": "identity"}).content
 
 
 def test_download_status_and_drop_faults(emu):

@@ -63,6 +63,7 @@ def test_chunked_upload_with_extensions_and_trailers(emu):
             b"A\r\n333\n4444\n5\r\n"
             b"0\r\nX-Trailer: yes\r\n\r\n")
     raw = (f"PUT {target} HTTP/1.1\r\nHost: {host}\r\nContent-Type: text/plain\r\n"
+           "x-amz-decoded-content-length: 15\r\n"
            "Transfer-Encoding: chunked\r\n\r\n").encode() + body
     answer = _exchange(emu, raw)
     assert answer.startswith(b"HTTP/1.1 200 ")
@@ -76,6 +77,7 @@ def test_malformed_chunked_upload_is_refused(emu, body):
     job = create_job(s, emu)
     host, target = _upload_target(emu, job)
     raw = (f"PUT {target} HTTP/1.1\r\nHost: {host}\r\nContent-Type: text/plain\r\n"
+           "x-amz-decoded-content-length: 3\r\n"
            "Transfer-Encoding: chunked\r\n\r\n").encode() + body
     answer = _exchange(emu, raw, read_until_close=True)
     assert answer.startswith(b"HTTP/1.1 400 ")

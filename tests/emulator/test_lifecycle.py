@@ -7,13 +7,14 @@ import time
 
 import requests
 
-from .helpers import (TIMESTAMP, api_session, create_job, get_job, put_ids, query_params,
-                      tweet_ids, wait_status, xml_error)
+from .helpers import (TIMESTAMP, api_session, create_job, get_job, jsonl, put_ids,
+                      query_params, tweet_ids, wait_status, xml_error)
 
 
 def test_created_in_progress_complete(make_emulator):
     # processing lasts 100 emulated seconds = 0.5 real seconds
-    emu = make_emulator(speed=200, processing_seconds=100, upload_window_seconds=100_000)
+    emu = make_emulator(speed=200, processing_seconds=100, upload_window_seconds=100_000,
+                        estimated_completion=True)  # the pre-release API's field
     s = api_session(emu)
     job = create_job(s, emu)
     r = put_ids(job["upload_url"], "\n".join(tweet_ids(100)))
@@ -36,8 +37,8 @@ def test_created_in_progress_complete(make_emulator):
     assert emu.results_path(job["id"]).exists()
 
 
-def test_estimated_completion_can_be_disabled(make_emulator):
-    emu = make_emulator(speed=100, processing_seconds=300, estimated_completion=False)
+def test_no_estimated_completion_by_default(make_emulator):
+    emu = make_emulator(speed=100, processing_seconds=300)
     s = api_session(emu)
     job = create_job(s, emu)
     assert put_ids(job["upload_url"], "1\n2\n").status_code == 200
@@ -123,11 +124,32 @@ def test_crlf_blank_lines_and_empty_upload_complete(emu):
     assert r.status_code == 200 and r.content == b""
 
 
-def test_second_upload_is_refused(emu):
+def test_second_upload_replaces_while_created(make_emulator):
+    # the job stays 'created' for 200 emulated seconds (0.2 s) after an upload
+    emu = make_emulator(speed=1000, pickup_seconds=200, processing_seconds=20,
+                        upload_window_seconds=100_000)
     s = api_session(emu)
     job = create_job(s, emu)
-    assert put_ids(job["upload_url"], "1\n").status_code == 200
+    assert put_ids(job["upload_url"], "1400000000000000001\n").status_code == 200
+    assert get_job(s, emu, job["id"])["status"] == "created"
+    second = "1400000000000000015\n1400000000000000016\n"
+    r = put_ids(job["upload_url"], second)
+    assert r.status_code == 200  # GCS replaces the object
+    assert emu.submission_path(job["id"]).read_text() == second
+    done = wait_status(s, emu, job["id"])
+    assert done["status"] == "complete"
+    assert [x["id"] for x in jsonl(requests.get(done["download_url"]).text)] == [
+        "1400000000000000015", "1400000000000000016"]
+
+
+def test_second_upload_after_pickup_is_accepted_but_changes_nothing(emu):
+    s = api_session(emu)
+    job = create_job(s, emu)
+    assert put_ids(job["upload_url"], "1400000000000000015\n").status_code == 200
+    assert get_job(s, emu, job["id"])["status"] in ("in_progress", "complete")
     r = put_ids(job["upload_url"], "2\n")
-    assert r.status_code == 409
-    assert xml_error(r)["Code"] == "Conflict"
-    assert emu.submission_path(job["id"]).read_text() == "1\n"
+    assert r.status_code == 200  # not refused: GCS semantics
+    assert emu.submission_path(job["id"]).read_text() == "1400000000000000015\n"
+    done = wait_status(s, emu, job["id"])
+    assert [x["id"] for x in jsonl(requests.get(done["download_url"]).text)] == [
+        "1400000000000000015"]

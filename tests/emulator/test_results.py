@@ -47,7 +47,7 @@ def test_rule_by_hand():
                        30: ["protected"], 39: ["protected"], 40: ["bounced"], 44: ["bounced"],
                        45: ["scrub_geo"], 54: ["scrub_geo"], 55: [], 999: []}
     geo = list(expected_results([str(base + 50)], "tweets"))[0]
-    assert geo["action"] == "scrub_geo"
+    assert geo["reason"] == "scrub_geo" and geo["action"] == "delete"  # as in X's samples
     users = {h: [r["reason"] for r in expected_results([str(base + h)], "users")]
              for h in (5, 25, 35, 45, 49, 50)}
     assert users == {5: ["deleted"], 25: ["suspended"], 35: ["protected"], 45: ["deactivated"],
@@ -131,7 +131,7 @@ def test_ground_truth(make_emulator, tmp_path):
     assert got == list(expected_results(ids, "tweets", ground_truth=truth))
     assert [(g["id"], g["reason"], g["action"]) for g in got] == [
         ("1400000000000000001", "deleted", "delete"),
-        ("1400000000000000002", "scrub_geo", "scrub_geo"),
+        ("1400000000000000002", "scrub_geo", "delete"),
         ("1400000000000000003", "suspended", "delete"),
         ("1400000000000000003", "suspended", "delete"),
         ("1400000000000000004", "protected", "custom_action"),
@@ -165,32 +165,60 @@ def test_bad_ground_truth_fails_at_start(make_emulator, tmp_path):
 
 
 def test_download_gzip_identity_and_range(emu):
+    """Results are stored gzip-compressed and served with decompressive transcoding."""
     ids = tweet_ids(20_000)
-    done, r = _run_job(emu, "tweets", "\n".join(ids))
-    assert r.headers["Content-Encoding"] == "gzip"  # requests accepts gzip
-    assert "Content-Length" not in r.headers  # streamed, chunked
-    full = r.content
+    done, r = _run_job(emu, "tweets", "\n".join(ids))  # requests sends Accept-Encoding: gzip
+    assert r.headers["Content-Encoding"] == "gzip"
+    assert r.headers["x-goog-stored-content-encoding"] == "gzip"
+    full = r.content  # decompressed by requests
+    assert full == emu.results_path(done["id"]).read_bytes()
+    stored = emu.stored_results_path(done["id"]).read_bytes()
+    assert stored[:2] == b"\x1f\x8b" and gzip.decompress(stored) == full
     raw = requests.get(done["download_url"], stream=True)
     compressed = raw.raw.read(decode_content=False)
-    assert compressed[:2] == b"\x1f\x8b" and gzip.decompress(compressed) == full
+    assert compressed == stored
+    assert int(raw.headers["Content-Length"]) == len(stored)
+    assert int(raw.headers["x-goog-stored-content-length"]) == len(stored)
+    # without Accept-Encoding: gzip, GCS decompresses: no Content-Length, chunked
     plain = requests.get(done["download_url"], headers={"Accept-Encoding": "identity"})
+    assert plain.status_code == 200
     assert "Content-Encoding" not in plain.headers
-    assert int(plain.headers["Content-Length"]) == len(full) and plain.content == full
-    part = requests.get(done["download_url"], headers={"Range": "bytes=100-199"})
+    assert "Content-Length" not in plain.headers
+    assert plain.headers["Transfer-Encoding"] == "chunked"
+    assert plain.content == full
+    # a transcoded answer ignores Range (GCS): the whole object, 200
+    whole = requests.get(done["download_url"], headers={"Accept-Encoding": "identity",
+                                                         "Range": "bytes=100-199"})
+    assert whole.status_code == 200 and whole.content == full
+    # with Accept-Encoding: gzip, ranges address the stored (compressed) bytes
+    part = requests.get(done["download_url"], headers={"Accept-Encoding": "gzip",
+                                                        "Range": "bytes=100-199"}, stream=True)
     assert part.status_code == 206
-    assert part.headers["Content-Range"] == f"bytes 100-199/{len(full)}"
-    assert part.content == full[100:200]
-    tail = requests.get(done["download_url"], headers={"Range": f"bytes={len(full) - 10}-"})
-    assert tail.status_code == 206 and tail.content == full[-10:]
-    r = requests.get(done["download_url"], headers={"Range": f"bytes={len(full)}-"})
+    assert part.headers["Content-Range"] == f"bytes 100-199/{len(stored)}"
+    assert part.raw.read(decode_content=False) == stored[100:200]
+    r = requests.get(done["download_url"], headers={"Range": f"bytes={len(stored)}-"})
     assert r.status_code == 416
 
 
-def test_download_without_gzip_option(make_emulator):
-    emu = make_emulator(speed=1000, gzip=False, upload_window_seconds=100_000, processing_seconds=10)
-    _, r = _run_job(emu, "tweets", "\n".join(tweet_ids(2000)))
+def test_empty_results_are_an_empty_object(emu):
+    done, r = _run_job(emu, "tweets", "1400000000000000100\n")  # compliant
+    assert r.status_code == 200 and r.content == b""
     assert "Content-Encoding" not in r.headers
+    assert r.headers["Content-Length"] == "0"
+    assert r.headers["x-goog-stored-content-encoding"] == "identity"
+    plain = requests.get(done["download_url"], headers={"Accept-Encoding": "identity"})
+    assert plain.status_code == 200 and plain.content == b""
+
+
+def test_download_without_gzip_results_option(make_emulator):
+    emu = make_emulator(speed=1000, gzip_results=False, upload_window_seconds=100_000,
+                        processing_seconds=10)
+    done, r = _run_job(emu, "tweets", "\n".join(tweet_ids(2000)))
+    assert "Content-Encoding" not in r.headers
+    assert r.headers["x-goog-stored-content-encoding"] == "identity"
     assert int(r.headers["Content-Length"]) == len(r.content) > 0
+    part = requests.get(done["download_url"], headers={"Range": "bytes=10-19"})
+    assert part.status_code == 206 and part.content == r.content[10:20]
 
 
 def test_processing_a_million_ids(tmp_path):

@@ -30,7 +30,30 @@ def test_simple_put_with_content_length(emu):
     assert get_job(s, emu, job["id"])["status"] in ("in_progress", "complete")
 
 
-def test_simple_put_chunked(emu):
+def test_simple_put_chunked_is_refused_411(emu):
+    s = api_session(emu)
+    job = create_job(s, emu)
+    data = _ids_blob(70000)
+
+    def pieces():
+        for i in range(0, len(data), 100_003):
+            yield data[i:i + 100_003]
+
+    session = requests.Session()
+    r = session.put(job["upload_url"], data=pieces(), headers={"Content-Type": "text/plain"})
+    assert r.request.headers["Transfer-Encoding"] == "chunked"
+    assert "Content-Length" not in r.request.headers
+    assert r.status_code == 411
+    assert xml_error(r) == {"Code": "MissingContentLength", "Message": "Length Required.",
+                            "Details": "You must provide the Content-Length HTTP header."}
+    assert get_job(s, emu, job["id"])["status"] == "created"
+    assert not emu.submission_path(job["id"]).exists()
+    # the refused body was drained: the same connection still works
+    assert session.put(job["upload_url"], data=data,
+                       headers={"Content-Type": "text/plain"}).status_code == 200
+
+
+def test_simple_put_chunked_with_decoded_length(emu):
     s = api_session(emu)
     job = create_job(s, emu)
     data = _ids_blob(70000)  # 1.4 MB, sent in uneven pieces
@@ -39,7 +62,10 @@ def test_simple_put_chunked(emu):
         for i in range(0, len(data), 100_003):
             yield data[i:i + 100_003]
 
-    r = put_ids(job["upload_url"], pieces())
+    r = put_ids(job["upload_url"], iter([data[:10]]),
+                **{"x-amz-decoded-content-length": str(len(data))})
+    assert r.status_code == 400 and "x-amz-decoded-content-length" in xml_error(r)["Details"]
+    r = put_ids(job["upload_url"], pieces(), **{"x-amz-decoded-content-length": str(len(data))})
     assert r.request.headers["Transfer-Encoding"] == "chunked"
     assert r.status_code == 200
     assert emu.submission_path(job["id"]).read_bytes() == data
@@ -62,7 +88,8 @@ def test_upload_streams_with_flat_memory(emu):
 
     tracemalloc.start()
     try:
-        r = put_ids(job["upload_url"], body())
+        r = put_ids(job["upload_url"], body(),
+                    **{"x-amz-decoded-content-length": str(len(block) * blocks)})
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -86,8 +113,10 @@ def test_interrupted_simple_put_keeps_job_created(emu):
 
 
 def _start(job) -> requests.Response:
-    return requests.post(job["upload_url"], headers={"Content-Type": "text/plain",
-                                                     "x-goog-resumable": "start"})
+    r = requests.post(job["upload_url"], headers={"Content-Type": "text/plain",
+                                                  "x-goog-resumable": "start"})
+    assert r.request.headers["Content-Length"] == "0"
+    return r
 
 
 def _chunk(session_url, data, first, total="*") -> requests.Response:
@@ -109,7 +138,8 @@ def test_resumable_protocol(emu):
     r = put_ids(job["upload_url"], data)
     assert r.status_code == 403 and xml_error(r)["Code"] == "SignatureDoesNotMatch"
     r = requests.post(job["upload_url"], headers={"Content-Type": "text/plain"})
-    assert r.status_code == 400  # no x-goog-resumable: start
+    assert r.status_code == 403  # x-goog-resumable: start is signed
+    assert "x-goog-resumable is missing" in xml_error(r)["Details"]
     r = _start(job)
     assert r.status_code == 201
     session = r.headers["Location"]
@@ -234,8 +264,9 @@ def test_resumable_bad_requests(emu):
     assert get_job(s, emu, job["id"])["status"] == "created"
 
 
-def test_resumable_session_bounded_by_upload_window(make_emulator):
-    emu = make_emulator(speed=1000, upload_window_seconds=900)  # 0.9 s
+def test_resumable_session_bounded_by_upload_window_option(make_emulator):
+    emu = make_emulator(speed=1000, upload_window_seconds=900,  # 0.9 s
+                        sessions_outlive_upload_window=False)
     s = api_session(emu)
     job = create_job(s, emu, resumable=True)
     session = _start(job).headers["Location"]
@@ -246,8 +277,8 @@ def test_resumable_session_bounded_by_upload_window(make_emulator):
     assert get_job(s, emu, job["id"])["status"] == "expired"
 
 
-def test_resumable_session_may_outlive_upload_window(make_emulator):
-    emu = make_emulator(speed=1000, upload_window_seconds=900, sessions_outlive_upload_window=True)
+def test_resumable_session_outlives_upload_window_by_default(make_emulator):
+    emu = make_emulator(speed=1000, upload_window_seconds=900)
     s = api_session(emu)
     job = create_job(s, emu, resumable=True)
     session = _start(job).headers["Location"]
