@@ -25,7 +25,7 @@ def compliance_task_group(
     group_id: str | None = None,
     x_conn_id: str = DEFAULT_CONN_ID,
     job_name: str | None = None,
-    resumable: bool = False,
+    resumable: bool = True,
     poll_interval: float = 60.0,
     deferrable: bool = True,
     wait_timeout: timedelta = timedelta(hours=24),
@@ -38,6 +38,7 @@ def compliance_task_group(
     ``job_type``, ``ids_path``, ``results_path`` and ``job_name`` may be Jinja templates.
 
     :param results_path: a folder ending in ``/`` (gets ``<type>-<job id>.jsonl``) or an object.
+    :param resumable: upload through a resumable session (default); ``False`` for one ``PUT``.
     :param asset: the Asset the download updates (default ``x-compliance://<job_type>/results``).
     """
     static_type = job_type if job_type in JOB_TYPES else None
@@ -83,7 +84,7 @@ def compliance_dag(
     x_conn_id: str = DEFAULT_CONN_ID,
     poll_interval: float = 60.0,
     deferrable: bool = True,
-    resumable: bool = False,
+    resumable: bool = True,
     **dag_kwargs: Any,
 ) -> DAG:
     """A standalone compliance DAG whose job type, IDs path and results path are ``Param``s,

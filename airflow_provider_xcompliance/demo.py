@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from airflow_provider_xcompliance.emulator import XComplianceEmulator, expected_results, generate_dataset
+from airflow_provider_xcompliance.emulator.faults import PROFILES, parse_fault_spec
 from airflow_provider_xcompliance.results import ResultsSummary
 
 DEMO_TOKEN = "demo-bearer-token-not-a-secret"
@@ -36,6 +37,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed", type=float, default=120.0, help="emulated time runs this much faster (default 120)")
     parser.add_argument("--standalone", action="store_true", help="start airflow standalone for the UI instead")
     parser.add_argument("--port", type=int, default=8080, help="the Airflow UI's port with --standalone")
+    parser.add_argument("--faults", choices=PROFILES, default="none",
+                        help="'all' makes the emulator fail like a bad day at X and GCS: 408/429/503 answers "
+                             "and dropped connections on signed URLs, partial and lost resumable answers, "
+                             "NoSuchKey right after completion, 503s on job lookups (default none)")
+    parser.add_argument("--fault", action="append", default=[], metavar="ENDPOINT:KIND[:ARG][xTIMES]",
+                        help="queue one fault, e.g. upload_session:partial_chunk, download:no_such_keyx3, "
+                             "create_job:usage_cap (repeatable)")
+    parser.add_argument("--usage-capped", action="store_true",
+                        help="answer every API request with X's usage-capped 429 (the run must fail at once)")
     args = parser.parse_args(argv)
 
     logging.getLogger("airflow_provider_xcompliance.emulator").setLevel(logging.WARNING)
@@ -52,7 +62,11 @@ def main(argv: list[str] | None = None) -> int:
         speed=args.speed,
         processing_seconds=1800,  # a half-hour job: 15 s at the default speed
         ground_truth={job_type: truth for job_type, (_, truth) in datasets.items()},
+        fault_profile=args.faults,
+        usage_capped=args.usage_capped,
     ) as emulator:
+        for spec in args.fault:
+            emulator.inject_fault(**parse_fault_spec(spec))
         env = _airflow_env(airflow_home, args.dags_folder.resolve(), data, emulator.base_url)
         print(f"X API emulator: {emulator.base_url}   Airflow home: {airflow_home}")
         _run(["airflow", "db", "migrate"], env, airflow_home / "migrate.log")
@@ -82,6 +96,7 @@ def _airflow_env(airflow_home: Path, dags_folder: Path, data: Path, api_url: str
         "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
         "AIRFLOW_CONN_X_COMPLIANCE_DEFAULT": json.dumps(connection),
         "X_COMPLIANCE_DATA_URL": data.as_uri(),
+        "X_COMPLIANCE_POLL_INTERVAL": "3",  # emulated jobs take seconds, not hours
     }
 
 
@@ -89,7 +104,14 @@ def _run(command: list[str], env: dict[str, str], log: Path) -> None:
     with log.open("w") as output:
         result = subprocess.run(command, env=env, stdout=output, stderr=subprocess.STDOUT)
     if result.returncode:
-        sys.exit(f"{' '.join(command)} failed; see {log}")
+        sys.exit(f"{' '.join(command)} failed{_reason_in(log)}; see {log}")
+
+
+def _reason_in(log: Path) -> str:
+    """The provider's last error in a log (what a user would look for first), if there is one."""
+    errors = [line.strip() for line in log.read_text(errors="replace").splitlines()
+              if "airflow_provider_xcompliance.exceptions." in line]
+    return f":\n  {errors[-1][:400]}\n" if errors else ""
 
 
 def _dags_test(env: dict[str, str], airflow_home: Path, data: Path, dataset: tuple[Path, Path]) -> int:
@@ -118,7 +140,7 @@ def _dags_test(env: dict[str, str], airflow_home: Path, data: Path, dataset: tup
 
     print(f"\nDone in {time.monotonic() - started:.0f} s. Results: {results}")
     checked = sum(1 for _ in ids.open("rb"))
-    print(f"  {checked:,} tweet IDs checked; {summary.distinct_ids:,} need action ({summary.lines:,} result lines)")
+    print(f"  {checked:,} tweet IDs checked; {summary.lines:,} result lines (IDs that need action)")
     for reason, count in sorted(summary.by_reason.items(), key=lambda item: -item[1]):
         print(f"  {reason:<12} {count:>9,}")
     print(f"  matches the ground truth line for line: {'yes' if matches else 'NO'}")

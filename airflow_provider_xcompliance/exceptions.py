@@ -65,6 +65,18 @@ class XComplianceRateLimited(XComplianceAPIError):
         self.reset_at = reset_at
 
 
+class XComplianceUsageCapped(XComplianceAPIError):
+    """429 of type ``usage-capped``: the app's monthly or plan usage is spent. Unlike a rate
+    limit, waiting for ``x-rate-limit-reset`` does not help, so nothing retries it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.args = (
+            f"The X app's usage cap is spent ({self.args[0]}); waiting will not help: "
+            "raise the plan's cap or wait for the next billing period",
+        )
+
+
 class XComplianceServerError(XComplianceAPIError):
     """5xx: a fault on X's side; worth retrying."""
 
@@ -74,33 +86,49 @@ class XComplianceTransportError(XComplianceError):
 
 
 class XComplianceStorageError(XComplianceError):
-    """The signed upload/download URL was refused (Google Cloud Storage XML error)."""
+    """A signed upload/download URL was refused (a Google Cloud Storage XML error).
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    The text shows GCS's ``Code`` and ``Details`` (what differed), its generic ``Message`` only
+    when there are no details, and never the URL.
+    """
+
+    def __init__(self, status: int, code: str, message: str, details: str = "", what: str = "") -> None:
         self.status = status
         self.code = code
         self.message = message
-        super().__init__(f"HTTP {status} {code}: {message}" if code else f"HTTP {status}: {message}")
+        self.details = details
+        text = f"HTTP {status} {code}".rstrip() + f": {details or message}"
+        super().__init__(f"{what}: {text}" if what else text)
+
+
+class XComplianceStorageUnavailable(XComplianceStorageError):
+    """408, 429 or 5xx from storage: GCS asks clients to retry these with backoff."""
 
 
 class UploadWindowExpired(XComplianceError):
     """The job's upload URL is dead (15 minutes after creation): a new job is needed."""
 
 
-class InvalidIdError(XComplianceError):
-    """A line of an ID file is not a tweet or user ID; says which file and which line."""
+class IdSourceError(XComplianceError):
+    """The ID file cannot be read (missing, unreadable): reported before any job is created."""
 
-    def __init__(self, source: str, line_number: int, value: bytes | str) -> None:
+
+class IdSourceChanged(XComplianceError):
+    """The ID file changed while it was being uploaded: what was validated is not what is sent."""
+
+
+class InvalidIdError(XComplianceError):
+    """A line of an ID file is not a tweet or user ID; says which file, which line and why."""
+
+    def __init__(self, source: str, line_number: int, value: bytes | str, why: str = "") -> None:
         self.source = source
         self.line_number = line_number
         shown = value if isinstance(value, str) else value.decode("utf-8", "replace")
         if len(shown) > 40:
             shown = shown[:40] + "..."
         self.value = shown
-        super().__init__(
-            f"{source}, line {line_number}: {shown!r} is not a tweet or user ID "
-            "(expected 1 to 19 decimal digits)"
-        )
+        why = why or "expected a decimal integer of 1 to 19 digits"
+        super().__init__(f"{source}, line {line_number}: {shown!r} is not a tweet or user ID ({why})")
 
 
 class JobNotComplete(XComplianceError):

@@ -25,7 +25,9 @@ from airflow_provider_xcompliance.exceptions import (
     XComplianceRateLimited,
     XComplianceServerError,
     XComplianceStorageError,
+    XComplianceStorageUnavailable,
     XComplianceTransportError,
+    XComplianceUsageCapped,
 )
 from airflow_provider_xcompliance.models import (
     CREATED,
@@ -195,6 +197,8 @@ def read_api_answer(status: int, headers: Mapping[str, str], body: bytes) -> dic
         type=str(problem.get("type") or "about:blank"),
         errors=[e for e in problem.get("errors") or [] if isinstance(e, dict)] if isinstance(problem.get("errors"), list) else None,
     )
+    if status == 429 and str(kwargs["type"]).endswith("/usage-capped"):
+        raise XComplianceUsageCapped(**kwargs)
     if status == 429:
         raise XComplianceRateLimited(**kwargs, reset_at=parse_rate_limit(headers).reset_at)
     if status >= 500 or 200 <= status < 300:  # a 2xx without JSON is a broken answer: retry it
@@ -230,16 +234,29 @@ def jobs_from_answer(document: dict[str, Any]) -> list[ComplianceJob]:
     return [ComplianceJob.from_api(item) for item in document.get("data") or [] if isinstance(item, dict)]
 
 
-def storage_error(status: int, body: bytes) -> XComplianceStorageError:
-    """Turn a Google Cloud Storage XML error (expired or forged signed URL...) into an exception."""
-    code, message = "", body[:200].decode("utf-8", "replace").strip()
+STORAGE_RETRY_STATUSES = (408, 429)
+"""Besides 5xx: the signed-URL answers GCS asks clients to retry with exponential backoff."""
+
+
+def storage_error(status: int, body: bytes, what: str = "") -> XComplianceStorageError:
+    """A refused signed-URL request as a typed error, from GCS's XML ``<Error>``: ``Code``,
+    ``Message`` and ``Details``. 408, 429 and 5xx become :class:`XComplianceStorageUnavailable`
+    (worth retrying); anything else is final."""
+    code = details = ""
+    message = body[:200].decode("utf-8", "replace").strip()
     try:
         root = ElementTree.fromstring(body)
-        code = root.findtext("Code") or ""
-        message = root.findtext("Message") or root.findtext("Details") or code
+        code = (root.findtext("Code") or "").strip()
+        message = (root.findtext("Message") or "").strip()
+        details = (root.findtext("Details") or "").strip()
     except ElementTree.ParseError:
         pass
-    return XComplianceStorageError(status, code, message or _reason(status))
+    error_class = (
+        XComplianceStorageUnavailable
+        if status >= 500 or status in STORAGE_RETRY_STATUSES
+        else XComplianceStorageError
+    )
+    return error_class(status, code, message or code or _reason(status), details, what)
 
 
 def _reason(status: int) -> str:
@@ -253,17 +270,23 @@ def _reason(status: int) -> str:
 
 # --- retries and pacing --------------------------------------------------------------------
 
-TRANSIENT_ERRORS = (XComplianceServerError, XComplianceTransportError, XComplianceRateLimited)
-"""Errors that say "not now" rather than "never": worth waiting out."""
+TRANSIENT_ERRORS = (
+    XComplianceServerError,
+    XComplianceTransportError,
+    XComplianceRateLimited,
+    XComplianceStorageUnavailable,
+)
+"""Errors that say "not now" rather than "never": worth waiting out. A usage-capped 429 is not
+among them: waiting does not bring the usage back."""
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
     """When to try a call again, and after how long; the same for sync and async callers.
 
-    5xx answers and transport failures back off exponentially (with jitter); a 429 waits until
-    ``x-rate-limit-reset`` unless that is further away than ``max_rate_limit_wait``. Either way
-    at most ``max_retries`` times.
+    5xx answers, storage 408/429s and transport failures back off exponentially (with
+    jitter); an API 429 waits until ``x-rate-limit-reset`` unless that is further away than
+    ``max_rate_limit_wait``. Either way at most ``max_retries`` times in a row.
     """
 
     max_retries: int = 5
@@ -281,6 +304,30 @@ class RetryPolicy:
         if isinstance(error, TRANSIENT_ERRORS):
             return min(self.max_backoff, self.backoff * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
         return None
+
+    def budget(self) -> RetryBudget:
+        return RetryBudget(self)
+
+
+class RetryBudget:
+    """The retries of one call or one transfer, counted in one place.
+
+    A transfer is one budget, however many requests it makes: ``max_retries`` failures in a row
+    make it give up, and each step of progress (bytes the server confirmed) starts the count
+    and the backoff again. So retries never nest and the worst case never multiplies.
+    """
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.policy = policy
+        self.failures = 0
+
+    def delay(self, error: Exception) -> float | None:
+        """Seconds to wait after ``error``, or None when the budget is spent (raise it)."""
+        self.failures += 1
+        return self.policy.delay(self.failures, error)
+
+    def progressed(self) -> None:
+        self.failures = 0
 
 
 def rate_limit_wait(reset_at: datetime | None, now: datetime | None = None) -> float:

@@ -1,19 +1,37 @@
-"""Reading the JSON Lines results of a job into a summary, one block at a time."""
+"""Reading the JSON Lines results of a job into a summary, one block at a time, in flat memory."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
+from operator import attrgetter
 from typing import Any
+
+import msgspec
 
 from airflow_provider_xcompliance.exceptions import InvalidResultsError
 
 
-class ResultsSummary:
-    """Counts lines, distinct IDs, actions and reasons of a results stream.
+class _Result(msgspec.Struct, gc=False):
+    """The fields of a result line that the summary reads; the others are skipped unparsed.
+    ``action`` and ``reason`` take any value: unknown ones are counted, not refused."""
 
-    Fed with raw blocks as they arrive, so the file never has to be in memory; only the set of
-    distinct flagged IDs grows (results list only the IDs that need action).
+    id: str | int
+    action: Any = "unknown"
+    reason: Any = "unknown"
+
+
+_DECODER = msgspec.json.Decoder(_Result)
+_reasons = attrgetter("reason")
+_actions = attrgetter("action")
+
+
+class ResultsSummary:
+    """Counts the lines, bytes, actions and reasons of a results stream.
+
+    Fed with raw blocks as they arrive, so neither the file nor its IDs are ever held in
+    memory. Each run of whole lines is decoded in one ``msgspec`` call into only the fields
+    counted; only when that fails is the run decoded line by line, to say which line is broken.
+    Duplicated IDs are counted as the lines they are (X sometimes reports an ID twice).
     """
 
     def __init__(self, source: str) -> None:
@@ -22,56 +40,62 @@ class ResultsSummary:
         self.bytes = 0
         self.by_action: Counter[str] = Counter()
         self.by_reason: Counter[str] = Counter()
-        self._ids: set[int | str] = set()
         self._tail = b""
+        self._lines_read = 0  # line feeds so far, blank lines included, for error messages
 
     def feed(self, block: bytes) -> None:
         self.bytes += len(block)
-        data = self._tail + block
-        cut = data.rfind(b"\n") + 1
-        self._tail = data[cut:]
-        self._lines(data[:cut])
+        cut = block.rfind(b"\n") + 1
+        if not cut:
+            self._tail += block
+            return
+        if self._tail:
+            self._lines(b"".join((self._tail, memoryview(block)[:cut])))
+        else:
+            self._lines(block[:cut] if cut < len(block) else block)
+        self._tail = block[cut:]
 
     def finish(self) -> None:
+        """Count the last line, which may lack its newline."""
         tail, self._tail = self._tail, b""
         self._lines(tail)
 
     def _lines(self, data: bytes) -> None:
-        """Parse a run of whole lines as one JSON array (one C call, not one per line); only
-        when that fails, go line by line to say which line is broken."""
-        lines = [line for line in data.split(b"\n") if line.strip()]
-        if not lines:
-            return
         try:
-            records = json.loads(b"[" + b",".join(lines) + b"]")
-            if not all(isinstance(record, dict) and "id" in record for record in records):
-                raise ValueError
-        except ValueError:
-            records = [self._record(line, self.lines + number) for number, line in enumerate(lines, 1)]
+            records = _DECODER.decode_lines(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            records = self._locate_error(data)
+        self._lines_read += data.count(b"\n")
         self.lines += len(records)
-        self._ids.update(int(r["id"]) if str(r["id"]).isdigit() else str(r["id"]) for r in records)
-        self.by_action.update(str(r.get("action", "unknown")) for r in records)
-        self.by_reason.update(str(r.get("reason", "unknown")) for r in records)
+        self.by_reason.update(map(_reasons, records))  # keys are made strings once, in as_dict
+        self.by_action.update(map(_actions, records))
 
-    def _record(self, line: bytes, number: int) -> dict[str, Any]:
-        try:
-            record = json.loads(line)
-            if not isinstance(record, dict) or "id" not in record:
-                raise ValueError("not an object with an 'id'")
-        except ValueError as exc:
-            shown = line[:80].decode("utf-8", "replace")
-            raise InvalidResultsError(f"{self.source}, line {number}: {shown!r} is not a result ({exc})") from None
-        return record
-
-    @property
-    def distinct_ids(self) -> int:
-        return len(self._ids)
+    def _locate_error(self, data: bytes) -> list[_Result]:
+        records = []
+        for number, line in enumerate(data.split(b"\n"), self._lines_read + 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(_DECODER.decode(line))
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                shown = line[:80].decode("utf-8", "replace")
+                raise InvalidResultsError(
+                    f"{self.source}, line {number}: {shown!r} is not a result ({exc})"
+                ) from None
+        return records
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "lines": self.lines,
-            "distinct_ids": self.distinct_ids,
             "bytes": self.bytes,
-            "by_action": dict(sorted(self.by_action.items())),
-            "by_reason": dict(sorted(self.by_reason.items())),
+            "by_action": _as_strings(self.by_action),
+            "by_reason": _as_strings(self.by_reason),
         }
+
+
+def _as_strings(counts: Counter[Any]) -> dict[str, int]:
+    """Counts keyed by strings, sorted (a value such as ``null`` or ``3`` becomes ``"None"``, ``"3"``)."""
+    merged: Counter[str] = Counter()
+    for key, count in counts.items():
+        merged[str(key)] += count
+    return dict(sorted(merged.items()))

@@ -9,6 +9,10 @@ from airflow_provider_xcompliance.dags import compliance_dag
 # Where IDs are read and results written by default: any object-storage URL
 # (file:///srv/compliance, s3://aws_default@bucket/compliance). Each run can override the paths.
 DATA_URL = os.environ.get("X_COMPLIANCE_DATA_URL", "file:///tmp/x-compliance").rstrip("/")
+# Seconds between checks of a running job. X's released API gives no estimated completion, and
+# its job lookup allows 150 requests per 15 minutes: a minute suits real jobs (hours long); the
+# demo, whose emulated jobs take seconds, sets a few seconds.
+POLL_INTERVAL = float(os.environ.get("X_COMPLIANCE_POLL_INTERVAL", "60"))
 
 dag = compliance_dag(
     "x_compliance_tweets",
@@ -16,6 +20,7 @@ dag = compliance_dag(
     ids_path=f"{DATA_URL}/ids/tweets.txt",
     results_path=f"{DATA_URL}/results/tweets/",
     schedule="@weekly",
+    poll_interval=POLL_INTERVAL,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),  # unpausing runs the latest week at once
     description="Ask X which stored tweets were deleted, suspended, protected or geo-scrubbed",
 )

@@ -4,6 +4,7 @@ emulator over HTTP, landing results in a local folder and in a real S3 server (S
 from __future__ import annotations
 
 import json
+from collections import Counter
 import time
 from pathlib import Path
 
@@ -82,7 +83,7 @@ def test_each_operator_in_turn(airflow_env, dataset, tmp_path, resumable, deferr
     assert landed_lines(results.read_text()) == expected
     summary = run.xcom("download")
     assert summary["path"] == results.as_uri() and summary["lines"] == len(expected)
-    assert summary["distinct_ids"] == len({line["id"] for line in expected})
+    assert summary["by_reason"] == dict(sorted(Counter(line["reason"] for line in expected).items()))
     events = run.asset_events("x-compliance://tweets/results")
     assert len(events) == 1 and events[0]["extra"] == summary
 
@@ -207,3 +208,15 @@ def test_retried_submit_creates_no_second_job(airflow_env, dataset, tmp_path):
     assert "Found job %s (created) from an earlier try; using it" % jobs[0]["id"] in run.logs_text()
     assert run.xcom("submit") == jobs[0]["id"] and run.xcom("submit", key="upload")["ids"] == 30_000
     assert submitted == ids.read_bytes()
+
+
+def test_a_missing_ids_file_fails_before_any_job_is_created(airflow_env, tmp_path):
+    missing = tmp_path / "nowhere" / "ids.txt"
+    with XComplianceEmulator(token=TOKEN, data_dir=tmp_path / "emu", speed=10) as emulator:
+        run = airflow_env.dags_test(
+            "xc_submit_retried", TEST_DAGS, conf={"ids_path": missing.as_uri()}, env=x_connection(emulator),
+        )
+        assert emulator.jobs() == []  # no job left behind, not even by the retry
+    assert run.failed and run.task_states()["submit"] == "failed"
+    assert f"The IDs file was not found: {missing.as_uri()}" in run.logs_text()
+    assert "ConnectionError" not in run.logs_text()

@@ -48,11 +48,23 @@ async def first_event(trigger: XComplianceJobTrigger, timeout: float = 30) -> di
 
 async def test_fires_once_the_job_completes_without_urls(emulator):
     job = submit(emulator)
-    event = await first_event(rebuild(XComplianceJobTrigger(job["id"], poll_interval=60)))
+    event = await first_event(rebuild(XComplianceJobTrigger(job["id"], poll_interval=1)))
     assert event["status"] == "complete" and event["job"]["id"] == job["id"]
     assert "X-Goog" not in json.dumps(event) and TOKEN not in json.dumps(event)
-    # paced by estimated_completion (3 s away), not by the 60 s poll interval
-    assert [name for _, name, _ in emulator.request_log].count("get_job") == 2
+    # the released API gives no estimated_completion: polled every poll_interval (the job takes 3 s)
+    assert [name for _, name, _ in emulator.request_log].count("get_job") >= 3
+
+
+async def test_pre_release_estimated_completion_paces_the_polls(tmp_path, monkeypatch):
+    with XComplianceEmulator(token=TOKEN, data_dir=tmp_path, speed=100, processing_seconds=300,
+                             estimated_completion=True) as emu:
+        monkeypatch.setenv("AIRFLOW_CONN_X_COMPLIANCE_DEFAULT", json.dumps(
+            {"conn_type": "x_compliance", "host": emu.base_url, "password": TOKEN}))
+        job = submit(emu)
+        event = await first_event(rebuild(XComplianceJobTrigger(job["id"], poll_interval=60)))
+        assert event["status"] == "complete"
+        # paced by estimated_completion (3 s away), not by the 60 s poll interval
+        assert [name for _, name, _ in emu.request_log].count("get_job") == 2
 
 
 async def test_transient_errors_are_waited_out(emulator):

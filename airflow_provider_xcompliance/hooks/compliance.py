@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
-import re
+import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from functools import cached_property
-from typing import Any, Callable
+from typing import Any
 
 import requests
 
@@ -19,13 +18,13 @@ from airflow.sdk.log import mask_secret
 
 from airflow_provider_xcompliance import protocol
 from airflow_provider_xcompliance.exceptions import (
+    IdSourceError,
     JobEndedError,
     JobNotComplete,
     UploadWindowExpired,
     XComplianceAuthError,
     XComplianceConflict,
     XComplianceError,
-    XComplianceServerError,
     XComplianceStorageError,
     XComplianceTransportError,
 )
@@ -34,11 +33,14 @@ from airflow_provider_xcompliance.models import COMPLETE, CREATED, ComplianceJob
 from airflow_provider_xcompliance.progress import Progress
 from airflow_provider_xcompliance.results import ResultsSummary
 from airflow_provider_xcompliance.storage import Location, atomic_writer, read_blocks, to_path
-
-RESUMABLE_GRANULE = 256 * 1024
-DEFAULT_CHUNK_SIZE = 32 * RESUMABLE_GRANULE  # 8 MiB per resumable chunk
-_STORED_RANGE = re.compile(r"bytes=0-(\d+)")
-_URL_SECRETS = re.compile(r"(?:[Ss]ignature|upload_id|upload_session)[=/]([^&/?]+)")
+from airflow_provider_xcompliance.transfer import (
+    BLOCK_SIZE,
+    DEFAULT_CHUNK_SIZE,
+    SignedUrlClient,
+    SizedBody,
+    mask_url,
+    read_ahead,
+)
 
 IdSource = Location | Iterable[int | str]
 
@@ -101,7 +103,7 @@ class XComplianceHook(BaseHook):
 
     # --- the three endpoints ------------------------------------------------------------
 
-    def create_job(self, job_type: str, name: str | None = None, resumable: bool = False) -> ComplianceJob:
+    def create_job(self, job_type: str, name: str | None = None, resumable: bool = True) -> ComplianceJob:
         """Create a job. If a retried POST conflicts with a job of the same name that this very
         call created (the first attempt got through, its answer was lost), that job is returned."""
         body = protocol.create_job_body(job_type, name, resumable)
@@ -133,8 +135,8 @@ class XComplianceHook(BaseHook):
 
     def _call(self, method: str, path: str, policy: protocol.RetryPolicy | None = None, **kwargs: Any) -> dict[str, Any]:
         settings = self.settings
-        policy = policy or settings.retry_policy
-        for attempt in itertools.count(1):
+        budget = (policy or settings.retry_policy).budget()
+        while True:
             try:
                 response = self.session.request(
                     method, settings.base_url + path, headers=settings.headers, timeout=settings.timeout, **kwargs
@@ -145,7 +147,7 @@ class XComplianceHook(BaseHook):
                 error: Exception = XComplianceTransportError(f"{method} {path}: {type(exc).__name__}")
             except XComplianceError as exc:
                 error = exc
-            time.sleep(self._retry_delay(policy, attempt, error, f"{method} {path}"))
+            time.sleep(self._retry_delay(budget, error, f"{method} {path}"))
 
     def _job(self, answer: dict[str, Any]) -> ComplianceJob:
         return self._mask_urls(protocol.job_from_answer(answer))
@@ -153,7 +155,7 @@ class XComplianceHook(BaseHook):
     @staticmethod
     def _mask_urls(job: ComplianceJob) -> ComplianceJob:
         for url in (job.upload_url, job.download_url):
-            _mask_url(url)
+            mask_url(url)
         return job
 
     # --- async path (the trigger) -------------------------------------------------------
@@ -165,8 +167,9 @@ class XComplianceHook(BaseHook):
         # Airflow masks the connection's password as it hands it over; nothing here logs it.
         settings = protocol.ConnectionSettings.from_connection(await self.aget_connection(self.x_conn_id))
         path = protocol.job_path(job_id)
+        budget = settings.retry_policy.budget()
         async with httpx.AsyncClient(timeout=settings.timeout, headers=settings.headers) as client:
-            for attempt in itertools.count(1):
+            while True:
                 try:
                     response = await client.get(settings.base_url + path)
                     self.last_rate_limit = protocol.parse_rate_limit(response.headers)
@@ -178,12 +181,13 @@ class XComplianceHook(BaseHook):
                     error: Exception = XComplianceTransportError(f"GET {path}: {type(exc).__name__}")
                 except XComplianceError as exc:
                     error = exc
-                await asyncio.sleep(self._retry_delay(settings.retry_policy, attempt, error, f"GET {path}"))
+                await asyncio.sleep(self._retry_delay(budget, error, f"GET {path}"))
 
-    def _retry_delay(self, policy: protocol.RetryPolicy, attempt: int, error: Exception, what: str) -> float:
-        """How long to wait before trying ``what`` again; raises ``error`` when the policy gives up.
-        Every retry loop here (sync, async, upload, chunk, download) goes through it."""
-        delay = policy.delay(attempt, error)
+    def _retry_delay(self, budget: protocol.RetryBudget, error: Exception, what: str) -> float:
+        """How long to wait before trying ``what`` again; raises ``error`` when the budget is spent.
+        The API calls, sync and async, go through it; the signed-URL transfers have their own
+        (:class:`SignedUrlClient`) with the same policy."""
+        delay = budget.delay(error)
         if delay is None:
             raise error
         self.log.warning("%s failed (%s); trying again in %.1f s", what, error, delay)
@@ -191,13 +195,30 @@ class XComplianceHook(BaseHook):
 
     # --- upload -------------------------------------------------------------------------
 
+    @cached_property
+    def transfers(self) -> SignedUrlClient:
+        """Uploads and downloads through the job's signed URLs (no bearer token there)."""
+        settings = self.settings
+        return SignedUrlClient(self.session, timeout=settings.timeout, policy=settings.retry_policy, log=self.log)
+
+    def check_id_source(self, source: IdSource) -> None:
+        """Raise :class:`IdSourceError` ("not found: ...") unless ``source`` can be read: called
+        before a job is created, so a wrong path never leaves a job behind."""
+        if isinstance(source, (str, os.PathLike, ObjectStoragePath)):
+            path = to_path(source)
+            for _ in _source_blocks(path, size=1):
+                break
+
     def upload_ids(self, job: ComplianceJob | str, source: IdSource, chunk_size: int = DEFAULT_CHUNK_SIZE) -> dict[str, Any]:
         """Stream the IDs of ``source`` to the job's signed upload URL, validating every line.
 
         ``source`` is an ``ObjectStoragePath``, a URL (``s3://conn@bucket/ids.txt``), a local
-        path, or an iterable of IDs. A bad line raises :class:`InvalidIdError` (source, line)
-        before the upload completes, so the job never receives a partial file. Jobs created
-        with ``resumable=True`` use the resumable protocol and survive dropped connections.
+        path, or an iterable of IDs. A bad line raises :class:`InvalidIdError` (source, line,
+        why) before the job can receive the file. Jobs created with ``resumable=True`` stream
+        through a resumable session in ``chunk_size`` chunks and survive dropped connections;
+        the last chunk goes out only after the last line passed. Simple jobs get one ``PUT``
+        with a ``Content-Length``: the IDs are validated into a spool file in the task's
+        temporary directory first, so nothing is sent unless every line passed.
         """
         if not isinstance(job, ComplianceJob) or not job.upload_url:
             job = self.get_job(job.id if isinstance(job, ComplianceJob) else job)
@@ -206,26 +227,35 @@ class XComplianceHook(BaseHook):
         if not job.upload_url:
             raise XComplianceError(f"The API gave compliance job {job.id} no upload URL")
         self._check_upload_window(job)
-        if chunk_size <= 0 or chunk_size % RESUMABLE_GRANULE:
-            raise ValueError(f"chunk_size must be a positive multiple of {RESUMABLE_GRANULE} bytes")
 
-        name, open_blocks, reopenable = _id_source(source)
+        name, blocks = _id_source(source)
         self.log.info("Uploading IDs from %s to compliance job %s (%s upload)", name, job.id,
                       "resumable" if job.resumable else "simple")
+        what = f"The upload to compliance job {job.id}"
+        normalizer = IdNormalizer(name)
         progress = Progress(self.log, f"Upload to job {job.id}", "IDs")
-        send = self._upload_resumable if job.resumable else self._upload_simple
-        for attempt in itertools.count(1):
-            normalizer = IdNormalizer(name)
-            blocks = _reporting(normalized_blocks(open_blocks(), name, normalizer), normalizer, progress)
-            try:
-                send(job, blocks, chunk_size)
-                break
-            except (XComplianceTransportError, XComplianceServerError) as error:
-                if not reopenable:  # an iterable of IDs cannot be read a second time
-                    raise
-                delay = self._retry_delay(self.settings.retry_policy, attempt, error, f"The upload to job {job.id}")
-                self._check_upload_window(job)
-                time.sleep(delay)
+        # Read and validate in a thread of its own (for a resumable upload up to a chunk ahead),
+        # while this one sends or spools.
+        ids = read_ahead(_reporting(normalized_blocks(blocks, name, normalizer), normalizer, progress),
+                         depth=max(2, chunk_size // BLOCK_SIZE + 1) if job.resumable else 2)
+        try:
+            if job.resumable:
+                self.transfers.upload_resumable(job.upload_url, ids, what, chunk_size)
+            else:
+                with tempfile.TemporaryFile(prefix="x-compliance-ids-") as spool:
+                    for block in ids:
+                        spool.write(block)
+                    self.transfers.put_object(job.upload_url, SizedBody(spool, normalizer.bytes_out), what)
+        except XComplianceStorageError as error:
+            if error.code == "ExpiredToken":
+                raise UploadWindowExpired(
+                    f"The upload URL of compliance job {job.id} has expired (HTTP {error.status} {error.code}: "
+                    f"{error.details or error.message}): "
+                    "create a new job and upload right away"
+                ) from None
+            raise
+        finally:
+            ids.close()
         seconds = progress.done(normalizer.bytes_out, normalizer.ids)
         return {
             "job_id": job.id,
@@ -244,118 +274,39 @@ class XComplianceHook(BaseHook):
                 "(15 minutes after the job was created): create a new job and upload right away"
             )
 
-    def _upload_simple(self, job: ComplianceJob, blocks: Iterator[bytes], chunk_size: int) -> None:
-        """One ``PUT`` of the whole stream (chunked transfer encoding); nothing to resume."""
-        response = self._storage("PUT", job.upload_url, data=blocks, headers={"Content-Type": "text/plain"})
-        if response.status_code != 200:
-            raise self._upload_refused(job, response)
-
-    def _upload_resumable(self, job: ComplianceJob, blocks: Iterator[bytes], chunk_size: int) -> None:
-        """Google Cloud Storage's XML resumable protocol: start a session, then send chunks
-        (multiples of 256 KiB, total unknown until the last), resuming after a dropped one."""
-        response = self._storage(
-            "POST",
-            job.upload_url,
-            headers={"Content-Type": "text/plain", "x-goog-resumable": "start", "Content-Length": "0"},
-        )
-        if response.status_code != 201 or "Location" not in response.headers:
-            raise self._upload_refused(job, response)
-        session_url = response.headers["Location"]
-        _mask_url(session_url)
-        offset = 0
-        for chunk, last in _chunks(blocks, chunk_size):
-            self._send_chunk(job, session_url, chunk, offset, last)
-            offset += len(chunk)
-
-    def _send_chunk(self, job: ComplianceJob, session_url: str, chunk: bytes, start: int, last: bool) -> None:
-        """Send one chunk; after a failure, ask the session how much it holds and send the rest."""
-        end = start + len(chunk)
-        total = str(end) if last else "*"
-        position = start  # the first byte the session is not known to hold
-        for attempt in itertools.count(1):
-            try:
-                content_range = f"bytes {position}-{end - 1}/{total}" if position < end else f"bytes */{total}"
-                response = self._storage("PUT", session_url, data=chunk[position - start:],
-                                         headers={"Content-Range": content_range})
-                if response.status_code in (200, 201):
-                    return
-                if response.status_code == 308:
-                    held = _stored_end(response)
-                    if held >= end and not last:
-                        return
-                    if held > position:  # the server kept part of it: send the rest at once
-                        position = held
-                        continue
-                    error: Exception = XComplianceTransportError(f"the session kept nothing of bytes {position}-{end - 1}")
-                else:
-                    error = self._upload_refused(job, response)
-                    if not isinstance(error, XComplianceServerError):
-                        raise error
-            except XComplianceTransportError as exc:
-                error = exc
-            time.sleep(self._retry_delay(self.settings.retry_policy, attempt, error,
-                                         f"The chunk at byte {position} of the upload to job {job.id}"))
-            try:
-                held = self._stored_bytes(job, session_url, total)
-            except (XComplianceTransportError, XComplianceServerError):
-                continue  # send again from where we were; the session skips what it already has
-            if held is None or (held >= end and not last):
-                return  # the chunk did arrive; only the answer was lost
-            if held < start:
-                raise XComplianceError(
-                    f"Cannot resume the upload to job {job.id}: the server kept {held} bytes, "
-                    f"but this chunk starts at byte {start}"
-                )
-            position = held
-
-    def _stored_bytes(self, job: ComplianceJob, session_url: str, total: str) -> int | None:
-        """Ask the session how much it has (``bytes */TOTAL``); None when it is complete."""
-        response = self._storage("PUT", session_url, data=b"", headers={"Content-Range": f"bytes */{total}"})
-        if response.status_code in (200, 201):
-            return None
-        if response.status_code != 308:
-            raise self._upload_refused(job, response)
-        return _stored_end(response)
-
-    def _upload_refused(self, job: ComplianceJob, response: requests.Response) -> XComplianceError:
-        error = _refusal(response, f"The upload URL of compliance job {job.id}")
-        if isinstance(error, XComplianceStorageError) and error.code == "ExpiredToken":
-            return UploadWindowExpired(f"The upload URL of compliance job {job.id} has expired ({error}): "
-                                       "create a new job and upload right away")
-        return error
-
-    def _storage(self, method: str, url: str, **kwargs: Any) -> requests.Response:
-        """A request to a signed URL: no Authorization header, and the URL never in an error."""
-        try:
-            # No redirects: a resumable session answers 308 ("Resume Incomplete"), not a redirect.
-            return self.session.request(method, url, timeout=self.settings.timeout, allow_redirects=False, **kwargs)
-        except requests.RequestException as exc:
-            raise XComplianceTransportError(f"{method} to the signed URL failed: {type(exc).__name__}") from None
-
     # --- download -----------------------------------------------------------------------
 
     def download_results(self, job: ComplianceJob | str, destination: Location) -> dict[str, Any]:
-        """Stream the job's JSON Lines results to ``destination`` and summarise them.
+        """Stream the job's results to ``destination`` as JSON Lines and summarise them.
 
         A ``destination`` ending in ``/`` is a folder: the results land in it as
-        ``<job type>-<job id>.jsonl``. The download URL is fetched fresh (signed URLs expire and may be re-signed). The
-        object appears at ``destination`` complete or not at all; a retried download writes
-        the same complete content again.
+        ``<job type>-<job id>.jsonl``. The job is fetched fresh (signed URLs expire and may be
+        re-signed), and again when its download URL turns out to have expired. The results are
+        asked for gzip-compressed and decompressed as they stream. The object appears at
+        ``destination`` complete or not at all; a retried download writes it again whole.
         """
-        job_id = job.id if isinstance(job, ComplianceJob) else str(job)
-        for attempt in itertools.count(1):
-            job = self.get_job(job_id)
-            if job.status != COMPLETE:
-                error_class = JobEndedError if job.has_ended_badly else JobNotComplete
-                raise error_class(job.id, job.status, job.error)
-            if not job.download_url:
-                raise XComplianceError(f"The API gave complete compliance job {job.id} no download URL")
-            target = _results_target(destination, job)
-            try:
-                summary, seconds = self._download_once(job, target)
-                break
-            except (XComplianceTransportError, XComplianceServerError) as error:
-                time.sleep(self._retry_delay(self.settings.retry_policy, attempt, error, f"The download of job {job.id}"))
+        job = self._complete_job(job.id if isinstance(job, ComplianceJob) else str(job))
+        target = _results_target(destination, job)
+        what = f"The download of compliance job {job.id}'s results"
+        progress = Progress(self.log, f"Download of job {job.id}", "lines")
+        urls = [job.download_url]
+
+        def download_url() -> str:  # the URL at hand first, then a freshly signed one
+            return urls.pop() if urls else self._complete_job(job.id).download_url
+
+        def land(blocks: Iterator[bytes]) -> ResultsSummary:
+            self.log.info("Downloading the results of compliance job %s to %s", job.id, target)
+            summary = ResultsSummary(f"results of job {job.id}")
+            with atomic_writer(target) as output:
+                for block in blocks:
+                    output.write(block)
+                    summary.feed(block)
+                    progress.update(summary.bytes, summary.lines)
+                summary.finish()
+            return summary
+
+        summary = self.transfers.download(download_url, land, what)
+        seconds = progress.done(summary.bytes, summary.lines)
         return {
             "job_id": job.id,
             "job_type": job.type,
@@ -364,51 +315,36 @@ class XComplianceHook(BaseHook):
             "seconds": round(seconds, 3),
         }
 
-    def _download_once(self, job: ComplianceJob, target: Any) -> tuple[ResultsSummary, float]:
-        with self._storage("GET", job.download_url, stream=True) as response:
-            if response.status_code != 200:
-                raise _refusal(response, f"The download URL of compliance job {job.id}")
-            summary = ResultsSummary(f"results of job {job.id}")
-            progress = Progress(self.log, f"Download of job {job.id}", "lines")
-            self.log.info("Downloading the results of compliance job %s to %s", job.id, target)
-            try:
-                with atomic_writer(target) as output:
-                    for block in response.iter_content(chunk_size=1024 * 1024):
-                        output.write(block)
-                        summary.feed(block)
-                        progress.update(summary.bytes, summary.lines)
-                    summary.finish()
-            except requests.RequestException as exc:
-                raise XComplianceTransportError(f"the connection broke off: {type(exc).__name__}") from None
-        return summary, progress.done(summary.bytes, summary.lines)
+    def _complete_job(self, job_id: str) -> ComplianceJob:
+        job = self.get_job(job_id)
+        if job.status != COMPLETE:
+            error_class = JobEndedError if job.has_ended_badly else JobNotComplete
+            raise error_class(job.id, job.status, job.error)
+        if not job.download_url:
+            raise XComplianceError(f"The API gave complete compliance job {job.id} no download URL")
+        return job
 
 
-def _refusal(response: requests.Response, what: str) -> XComplianceError:
-    """A signed-URL request that did not succeed: a 5xx is worth retrying, anything else is final."""
-    if response.status_code >= 500:
-        return XComplianceServerError(status=response.status_code, title=f"{what} failed",
-                                      detail=f"the storage server answered {response.status_code}")
-    error = protocol.storage_error(response.status_code, response.content)
-    return XComplianceStorageError(error.status, error.code, f"{what} was refused: {error.message}")
-
-
-def _mask_url(url: str | None) -> None:
-    """Signed and session URLs are credentials: mask them whole and their secret parameters too."""
-    if url:
-        mask_secret(url)
-        for value in _URL_SECRETS.findall(url):
-            mask_secret(value)
-
-
-def _id_source(source: IdSource) -> tuple[str, Callable[[], Iterator[bytes]], bool]:
-    """A name for errors, a way to (re)open the raw blocks, and whether reopening is possible."""
+def _id_source(source: IdSource) -> tuple[str, Iterator[bytes]]:
+    """A name for errors, and the raw blocks of the source."""
     if isinstance(source, (str, os.PathLike, ObjectStoragePath)):
         path = to_path(source)
-        return str(path), lambda: read_blocks(path), True
+        return str(path), _source_blocks(path)
     if isinstance(source, (bytes, bytearray)):
         raise TypeError("Pass IDs as a path, a URL or an iterable of IDs, not bytes")
-    blocks = blocks_from_ids(source)
-    return "the given IDs", lambda: blocks, False
+    return "the given IDs", blocks_from_ids(source)
+
+
+def _source_blocks(path: ObjectStoragePath, size: int = BLOCK_SIZE) -> Iterator[bytes]:
+    """The blocks of an ID file; a missing or unreadable file is an :class:`IdSourceError`."""
+    try:
+        yield from read_blocks(path, size)
+    except FileNotFoundError:
+        raise IdSourceError(f"The IDs file was not found: {path}") from None
+    except IsADirectoryError:
+        raise IdSourceError(f"The IDs file is a folder, not a file: {path}") from None
+    except OSError as exc:
+        raise IdSourceError(f"The IDs file cannot be read: {path} ({type(exc).__name__}: {exc})") from None
 
 
 def _results_target(destination: Location, job: ComplianceJob) -> ObjectStoragePath:
@@ -421,20 +357,3 @@ def _reporting(blocks: Iterator[bytes], normalizer: IdNormalizer, progress: Prog
     for block in blocks:
         yield block
         progress.update(normalizer.bytes_out, normalizer.ids)
-
-
-def _chunks(blocks: Iterable[bytes], size: int) -> Iterator[tuple[bytes, bool]]:
-    """Re-cut a stream into ``size``-byte chunks, flagging the last (possibly short or empty) one."""
-    buffer = bytearray()
-    for block in blocks:
-        buffer += block
-        while len(buffer) > size:  # keep at least one byte back, so the last chunk is never empty
-            yield bytes(buffer[:size]), False
-            del buffer[:size]
-    yield bytes(buffer), True
-
-
-def _stored_end(response: requests.Response) -> int:
-    """Bytes the resumable session holds, from its ``Range: bytes=0-N`` header (none: 0)."""
-    match = _STORED_RANGE.fullmatch(response.headers.get("Range", "").strip())
-    return int(match.group(1)) + 1 if match else 0

@@ -12,7 +12,7 @@ from typing import Any
 from airflow.sdk import Asset, BaseOperator, conf
 
 from airflow_provider_xcompliance import DEFAULT_CONN_ID, protocol
-from airflow_provider_xcompliance.exceptions import XComplianceConflict, XComplianceError
+from airflow_provider_xcompliance.exceptions import JobEndedError, XComplianceConflict, XComplianceError
 from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
 from airflow_provider_xcompliance.models import CREATED, ENDED_BADLY, JOB_TYPES, ComplianceJob
 from airflow_provider_xcompliance.triggers.compliance import XComplianceJobTrigger
@@ -53,7 +53,7 @@ class _XComplianceOperator(BaseOperator):
 class _JobCreating(_XComplianceOperator):
     """Creating a job idempotently: a retried task finds the job its earlier try created."""
 
-    def __init__(self, *, job_type: str, job_name: str | None = None, resumable: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *, job_type: str, job_name: str | None = None, resumable: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.job_type = job_type
         self.job_name = job_name
@@ -97,7 +97,8 @@ class XComplianceCreateJobOperator(_JobCreating):
     :param job_type: ``tweets`` or ``users`` (templated).
     :param job_name: the job's name, at most 64 characters (templated); by default one derived
         from the DAG, run and task, which makes retries find the job they already created.
-    :param resumable: ask for an upload URL that takes the resumable protocol.
+    :param resumable: ask for an upload URL that takes the resumable protocol (the default;
+        ``False`` gives a simple upload: one ``PUT`` with a ``Content-Length``).
     :param x_conn_id: the ``x_compliance`` connection.
     """
 
@@ -127,6 +128,8 @@ class XComplianceUploadIdsOperator(_XComplianceOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         job = self.hook.get_job(self.job_id)
+        if job.has_ended_badly:
+            raise JobEndedError(job.id, job.status, job.error or "it never received its IDs")
         if job.status != CREATED:
             self.log.info("Job %s is %s: its IDs were uploaded by an earlier try", job.id, job.status)
             return {"job_id": job.id, "source": str(self.ids_path), "already_uploaded": True}
@@ -143,7 +146,8 @@ class XComplianceSubmitJobOperator(_JobCreating):
     :param job_type: ``tweets`` or ``users`` (templated).
     :param ids_path: an ``ObjectStoragePath`` or URL of the ID file (templated).
     :param job_name: see :class:`XComplianceCreateJobOperator` (templated).
-    :param resumable: upload with the resumable protocol (survives dropped connections).
+    :param resumable: upload through a resumable session (the default: survives dropped
+        connections and resumes where the session stands); ``False`` sends one ``PUT``.
     :param poll_interval: seconds between checks of the job that blocks ours.
     :param wait_timeout: how long to wait for a blocking job, at most.
     :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``).
@@ -168,6 +172,7 @@ class XComplianceSubmitJobOperator(_JobCreating):
         self.deferrable = deferrable
 
     def execute(self, context: Any) -> str:
+        self.hook.check_id_source(self.ids_path)  # a wrong path must not leave a job behind
         job = self._existing_job(context)
         while job is None:
             try:
@@ -251,8 +256,8 @@ class XComplianceDownloadResultsOperator(_XComplianceOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         summary = self.hook.download_results(self.job_id, self.results_path)
         self.log.info(
-            "Results of job %s at %s: %s lines, %s distinct IDs, by reason %s",
-            summary["job_id"], summary["path"], summary["lines"], summary["distinct_ids"], summary["by_reason"],
+            "Results of job %s at %s: %s lines, by reason %s",
+            summary["job_id"], summary["path"], summary["lines"], summary["by_reason"],
         )
         context["outlet_events"][self.asset].extra = summary
         return summary

@@ -75,3 +75,52 @@ def test_ids_from_an_iterable():
 def test_a_file_without_line_feeds_fails_before_filling_memory():
     with pytest.raises(InvalidIdError, match=r"ids.txt, line 1: .*\\\\r"):
         clean([b"123\r456\r" * 1000] * 100)  # classic Mac line ends: one endless line
+
+
+@pytest.mark.parametrize(
+    "raw, line, why",
+    [
+        (b"1\n0123\n", 2, "without leading zeros"),
+        (b"0\n", 1, "without leading zeros"),
+        (b"9223372036854775807\n9223372036854775808\n", 2, "larger than 9223372036854775807"),
+        (b"1\n2\n9999999999999999999\n", 3, "larger than 9223372036854775807"),
+    ],
+)
+def test_ids_that_are_no_64_bit_integer_are_refused(raw, line, why):
+    with pytest.raises(InvalidIdError, match=why) as caught:
+        clean([raw])
+    assert caught.value.line_number == line
+
+
+def _lines(values):
+    return b"".join(b"%s\n" % v for v in values)
+
+
+@pytest.mark.parametrize("width", [1, 7, 18, 19])
+def test_uniform_width_blocks_are_checked_in_every_line(width):
+    """The strided fast path must see a bad line wherever it sits in a block of equal widths."""
+    good = [b"1" * width] * 1000
+    assert clean([_lines(good)]) == (_lines(good), 1000)
+    bads = [b"0" + b"1" * (width - 1)]
+    if width == 19:
+        bads.append(b"9223372036854775808")
+    for bad in bads:
+        for position in (0, 1, 500, 999):
+            values = list(good)
+            values[position] = bad
+            with pytest.raises(InvalidIdError) as caught:
+                clean([_lines(values)])
+            assert caught.value.line_number == position + 1
+
+
+def test_mixed_widths_are_checked_in_every_line():
+    """User IDs mix widths: short IDs starting with 9 are fine, a 19-digit one above the maximum is not."""
+    good = [b"9", b"95", b"987654321", b"1234567890123456789", b"9223372036854775807", b"900"] * 100
+    assert clean([_lines(good)]) == (_lines(good), 600)
+    for position in (0, 299, 599):
+        for bad in (b"9223372036854775808", b"09", b"1" * 20):
+            values = list(good)
+            values[position] = bad
+            with pytest.raises(InvalidIdError) as caught:
+                clean([_lines(values)])
+            assert caught.value.line_number == position + 1

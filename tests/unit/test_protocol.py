@@ -151,3 +151,42 @@ def test_storage_errors():
     assert expired.code == "ExpiredToken" and expired.status == 400
     forged = protocol.storage_error(403, b"<Error><Code>SignatureDoesNotMatch</Code><Message>no</Message></Error>")
     assert forged.code == "SignatureDoesNotMatch"
+    assert type(forged) is exc.XComplianceStorageError
+
+
+def test_storage_errors_show_code_and_details_never_the_url():
+    body = (b"<Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not "
+            b"match the signature you provided.</Message><Details>header content-type: signed text/plain, "
+            b"sent application/octet-stream</Details></Error>")
+    error = protocol.storage_error(403, body, "The upload to compliance job 7")
+    assert str(error) == ("The upload to compliance job 7: HTTP 403 SignatureDoesNotMatch: "
+                          "header content-type: signed text/plain, sent application/octet-stream")
+    assert error.details.startswith("header content-type")
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
+def test_storage_answers_gcs_asks_to_retry_are_transient(status):
+    error = protocol.storage_error(status, b"<Error><Code>X</Code><Message>m</Message></Error>")
+    assert isinstance(error, exc.XComplianceStorageUnavailable)
+    assert protocol.RetryPolicy().delay(1, error) is not None
+    final = protocol.storage_error(404, b"<Error><Code>NoSuchKey</Code><Message>m</Message></Error>")
+    assert protocol.RetryPolicy().delay(1, final) is None
+
+
+def test_a_usage_capped_429_is_final_and_says_so():
+    body = {"title": "UsageCapExceeded", "detail": "Usage cap exceeded: Monthly product cap",
+            "type": "https://api.x.com/2/problems/usage-capped", "period": "Monthly", "status": 429}
+    with pytest.raises(exc.XComplianceUsageCapped, match="usage cap is spent.*Monthly product cap") as caught:
+        answer(429, body, {"x-rate-limit-reset": "1"})
+    assert protocol.RetryPolicy().delay(1, caught.value) is None
+    with pytest.raises(exc.XComplianceRateLimited):  # a plain 429 stays a rate limit
+        answer(429, {"title": "Too Many Requests", "type": "about:blank", "status": 429})
+
+
+def test_a_retry_budget_counts_failures_in_a_row():
+    budget = protocol.RetryPolicy(max_retries=2, backoff=0.01).budget()
+    transient = exc.XComplianceTransportError("dropped")
+    assert budget.delay(transient) is not None and budget.delay(transient) is not None
+    assert budget.delay(transient) is None  # the third failure in a row: give up
+    budget.progressed()
+    assert budget.delay(transient) is not None  # progress starts the count again

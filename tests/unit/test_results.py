@@ -25,7 +25,6 @@ def test_summary_counts_in_any_block_cut():
         summary.finish()
         assert summary.as_dict() == {
             "lines": 4,
-            "distinct_ids": 3,
             "bytes": len(data),
             "by_action": {"delete": 2, "future_action": 1, "scrub_geo": 1},
             "by_reason": {"a_new_reason": 1, "deleted": 2, "scrub_geo": 1},
@@ -35,12 +34,12 @@ def test_summary_counts_in_any_block_cut():
 def test_empty_results_mean_nothing_to_do():
     summary = ResultsSummary("r")
     summary.finish()
-    assert summary.as_dict()["lines"] == 0 and summary.distinct_ids == 0
+    assert summary.as_dict() == {"lines": 0, "bytes": 0, "by_action": {}, "by_reason": {}}
 
 
 def test_bad_line_is_reported_with_its_number():
     summary = ResultsSummary("results of job 7")
     summary.feed(b'{"id": "1", "reason": "deleted"}\n\n{"id": "2"}\n<html>')
-    with pytest.raises(InvalidResultsError, match=r"results of job 7, line 3: '<html>'"):
+    with pytest.raises(InvalidResultsError, match=r"results of job 7, line 4: '<html>'"):
         summary.finish()
 
