@@ -122,6 +122,7 @@ class SignedUrlClient:
         offset = 0
         for chunk, last in _chunks(blocks, chunk_size):
             self._send_chunk(session_url, chunk, offset, last, budget, what)
+            budget.progressed()  # the session holds the whole chunk
             offset += len(chunk)
         return offset
 
@@ -134,6 +135,7 @@ class SignedUrlClient:
                 if response.status_code in (200, 201) and response.headers.get("Location"):
                     session_url = response.headers["Location"]
                     mask_url(session_url)
+                    budget.progressed()
                     return session_url
                 if response.status_code in (200, 201):
                     raise XComplianceError(f"{what}: the storage server opened no upload session (no Location)")
@@ -145,7 +147,8 @@ class SignedUrlClient:
                     budget: protocol.RetryBudget, what: str) -> None:
         """Send one chunk until the session holds it. GCS may keep only whole 256 KiB units of
         it (a 308 whose ``Range`` ends early): then the rest is sent at once. After any failure
-        the session is asked what it holds (``bytes */TOTAL``) and the chunk goes on from there."""
+        the session is asked what it holds (``bytes */TOTAL``) and the chunk goes on from there.
+        Only bytes the session newly holds count as progress for the retry budget."""
         end = start + len(chunk)
         total = str(end) if last else "*"
         held = start  # the first byte the session is not known to hold
@@ -158,10 +161,10 @@ class SignedUrlClient:
                     response = self._send("PUT", session_url, what, data=b"",
                                           headers={"Content-Range": f"bytes */{total}"})
                 stored = self._session_state(response, what)
-                budget.progressed()  # an answer: the failures in a row start again
                 if stored is None or stored >= end and not last:
                     return self._check_complete(stored, last, what)
                 if stored > held:  # part of it arrived: send the rest straight away
+                    budget.progressed()
                     held = stored
                     continue
                 error: XComplianceError = XComplianceTransportError(
@@ -175,9 +178,10 @@ class SignedUrlClient:
                                                         headers={"Content-Range": f"bytes */{total}"}), what)
             except protocol.TRANSIENT_ERRORS:
                 continue  # try the chunk again; the next failure asks again
-            budget.progressed()
             if stored is None or stored >= end and not last:
                 return self._check_complete(stored, last, what)
+            if stored > held:
+                budget.progressed()
             if stored < start:
                 raise XComplianceError(
                     f"{what}: cannot resume: the upload session holds {stored} bytes, but the bytes before "

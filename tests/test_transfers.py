@@ -96,14 +96,14 @@ def test_a_lost_answer_to_the_last_chunk_is_asked_for(hook, emulator):
 
 def test_a_session_outlives_the_upload_window(monkeypatch, tmp_path):
     """Only the session's start must fall inside the 15 minutes; its chunks may come later."""
-    with XComplianceEmulator(token=TOKEN, data_dir=tmp_path, speed=900, processing_seconds=1) as emulator:
+    with XComplianceEmulator(token=TOKEN, data_dir=tmp_path, speed=200, processing_seconds=1) as emulator:
         hook = connect(monkeypatch, emulator)
-        job = hook.create_job("tweets", resumable=True)  # a 1 s upload window at this speed
+        job = hook.create_job("tweets", resumable=True)  # a 4.5 s upload window at this speed
 
         def slow_ids():
             for number, line in enumerate(ID_LINES.split()):
                 if number == 30_000:
-                    time.sleep(1.5)  # the window closes in the middle of the upload
+                    time.sleep(5)  # the window closes in the middle of the upload
                 yield line.decode()
 
         hook.upload_ids(job, slow_ids(), chunk_size=GRANULE)
