@@ -143,7 +143,7 @@ class SignedUrlClient:
             except protocol.TRANSIENT_ERRORS as error:
                 self._wait(budget, error, what)
 
-    def _send_chunk(self, session_url: str, chunk: memoryview, start: int, last: bool,
+    def _send_chunk(self, session_url: str, chunk: Chunk, start: int, last: bool,
                     budget: protocol.RetryBudget, what: str) -> None:
         """Send one chunk until the session holds it. GCS may keep only whole 256 KiB units of
         it (a 308 whose ``Range`` ends early): then the rest is sent at once. After any failure
@@ -155,7 +155,7 @@ class SignedUrlClient:
         while True:
             try:
                 if held < end:
-                    response = self._send("PUT", session_url, what, data=chunk[held - start:],
+                    response = self._send("PUT", session_url, what, data=chunk.after(held - start),
                                           headers={"Content-Range": f"bytes {held}-{end - 1}/{total}"})
                 else:  # every byte is there; only the total is still to be said
                     response = self._send("PUT", session_url, what, data=b"",
@@ -311,24 +311,49 @@ def read_ahead(items: Iterator[T], depth: int = 2) -> Iterator[T]:
         producer.join()
 
 
-def _chunks(blocks: Iterable[bytes], size: int) -> Iterator[tuple[memoryview, bool]]:
+class Chunk:
+    """A chunk of a resumable upload as the blocks it is made of (nothing is copied), sent with
+    its length from any offset within it (after a 308 that kept only part of it)."""
+
+    def __init__(self, parts: list[memoryview], skip: int = 0) -> None:
+        self.parts = parts
+        self.skip = skip
+        self.size = sum(map(len, parts)) - skip
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[memoryview]:
+        skip = self.skip
+        for part in self.parts:
+            if skip >= len(part):
+                skip -= len(part)
+                continue
+            yield part[skip:]
+            skip = 0
+
+    def after(self, skip: int) -> Chunk:
+        return Chunk(self.parts, self.skip + skip)
+
+
+def _chunks(blocks: Iterable[bytes], size: int) -> Iterator[tuple[Chunk, bool]]:
     """Re-cut a stream into ``size``-byte chunks, flagging the last (short, or empty for an
     empty stream). A full chunk is let go only once a further byte exists, so the last chunk
-    is known to be the last when it is sent. One buffer is filled again for each chunk (the
-    previous one has been sent by then), so memory stays at one chunk."""
-    buffer = bytearray(size)
+    is known to be the last when it is sent. Memory: the blocks of one chunk."""
+    parts: list[memoryview] = []
     filled = 0
     for block in blocks:
         view = memoryview(block)
         while filled + len(view) > size:
             taken = size - filled
-            buffer[filled:] = view[:taken]
+            parts.append(view[:taken])
             view = view[taken:]
-            yield memoryview(buffer), False
-            filled = 0
-        buffer[filled:filled + len(view)] = view
-        filled += len(view)
-    yield memoryview(buffer)[:filled], True
+            yield Chunk(parts), False
+            parts, filled = [], 0
+        if view:
+            parts.append(view)
+            filled += len(view)
+    yield Chunk(parts), True
 
 
 def _decoded_blocks(response: requests.Response, what: str) -> Iterator[bytes]:
