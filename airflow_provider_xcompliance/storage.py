@@ -11,7 +11,7 @@ from typing import IO, Union
 from airflow.sdk import ObjectStoragePath
 
 BLOCK_SIZE = 1024 * 1024
-PART_SIZE = 16 * 1024 * 1024  # what an object store's writer buffers before it sends a part
+PART_SIZE = 8 * 1024 * 1024  # what an object store's writer buffers before it sends a part (S3: 5 MiB at least)
 LOCAL_PROTOCOLS = ("file", "local", "")
 
 Location = Union[str, os.PathLike, ObjectStoragePath]
@@ -56,7 +56,7 @@ def atomic_writer(path: ObjectStoragePath) -> Iterator[IO[bytes]]:
                 os.remove(partial)
         return
 
-    # Parts of 16 MiB: s3fs would otherwise buffer 50 MiB and copy it whole for each part.
+    # Parts of 8 MiB: s3fs would otherwise buffer 50 MiB and copy it whole for each part.
     file = path.fs.open(path.path, "wb", autocommit=False, block_size=PART_SIZE)
     try:
         yield file

@@ -36,9 +36,9 @@ from airflow_provider_xcompliance.exceptions import (
 )
 
 GRANULE = 256 * 1024  # GCS keeps resumable uploads in whole units of this size
-DEFAULT_CHUNK_SIZE = 64 * GRANULE  # 16 MiB per resumable request
+DEFAULT_CHUNK_SIZE = 32 * GRANULE  # 8 MiB per resumable request
 BLOCK_SIZE = 4 * 1024 * 1024  # reads and writes of files and spools
-DOWNLOAD_READ_SIZE = 1024 * 1024  # compressed bytes per read from the socket
+DOWNLOAD_READ_SIZE = 512 * 1024  # compressed bytes per read from the socket (a few MiB inflated)
 MAX_INFLATE = 16 * 1024 * 1024  # decompressed bytes per block, whatever the compression ratio
 TEXT_PLAIN = {"Content-Type": "text/plain"}  # the upload URLs are signed over this header
 

@@ -234,10 +234,8 @@ class XComplianceHook(BaseHook):
         what = f"The upload to compliance job {job.id}"
         normalizer = IdNormalizer(name)
         progress = Progress(self.log, f"Upload to job {job.id}", "IDs")
-        # Read and validate in a thread of its own (for a resumable upload up to a chunk ahead),
-        # while this one sends or spools.
-        ids = read_ahead(_reporting(normalized_blocks(blocks, name, normalizer), normalizer, progress),
-                         depth=max(2, chunk_size // BLOCK_SIZE + 1) if job.resumable else 2)
+        # Read and validate in a thread of its own, while this one sends or spools.
+        ids = read_ahead(_reporting(normalized_blocks(blocks, name, normalizer), normalizer, progress), depth=3)
         try:
             if job.resumable:
                 self.transfers.upload_resumable(job.upload_url, ids, what, chunk_size)
@@ -298,10 +296,14 @@ class XComplianceHook(BaseHook):
             self.log.info("Downloading the results of compliance job %s to %s", job.id, target)
             summary = ResultsSummary(f"results of job {job.id}")
             with atomic_writer(target) as output:
-                for block in blocks:
-                    output.write(block)
-                    summary.feed(block)
-                    progress.update(summary.bytes, summary.lines)
+                # Written in a thread of its own (writes release the GIL) while this one summarises.
+                written = read_ahead(_written(blocks, output))
+                try:
+                    for block in written:
+                        summary.feed(block)
+                        progress.update(summary.bytes, summary.lines)
+                finally:
+                    written.close()
                 summary.finish()
             return summary
 
@@ -351,6 +353,12 @@ def _results_target(destination: Location, job: ComplianceJob) -> ObjectStorageP
     if isinstance(destination, (str, os.PathLike)) and os.fspath(destination).endswith("/"):
         return to_path(destination) / f"{job.type or 'results'}-{job.id}.jsonl"
     return to_path(destination)
+
+
+def _written(blocks: Iterable[bytes], output: Any) -> Iterator[bytes]:
+    for block in blocks:
+        output.write(block)
+        yield block
 
 
 def _reporting(blocks: Iterator[bytes], normalizer: IdNormalizer, progress: Progress) -> Iterator[bytes]:
