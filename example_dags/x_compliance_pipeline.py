@@ -42,15 +42,16 @@ with DAG(
 
     @task
     def apply(tweets: dict, users: dict) -> dict:
-        """Reads both summaries and the tweet results, as a redaction step would."""
-        to_delete = set()
+        """Reads both summaries and the tweet results, as a redaction step would. It decides by
+        ``reason``, never by ``action`` (X sends ``delete`` for geo-scrubbed tweets too)."""
+        to_delete, to_scrub_geo = set(), set()
         with ObjectStoragePath(tweets["path"]).open("rb") as results:
             for line in results:
                 record = json.loads(line)
-                if record.get("action") == "delete":
-                    to_delete.add(record["id"])
+                (to_scrub_geo if record.get("reason") == "scrub_geo" else to_delete).add(record["id"])
         report = {
             "tweets_to_delete": len(to_delete),
+            "tweets_to_scrub_geo": len(to_scrub_geo - to_delete),
             "tweets_by_reason": tweets["by_reason"],
             "users_by_reason": users["by_reason"],
         }

@@ -36,6 +36,30 @@ def test_example_dags_import_cleanly(airflow_env):
     assert "tweets_compliance.wait" in bag["dags"]["x_compliance_pipeline"]["tasks"]
 
 
+def test_tweets_example_survives_every_recoverable_fault(airflow_env, tmp_path):
+    """The shipped DAG, on its defaults (resumable upload), against the emulator's "all" fault
+    profile: 408/429/503s and drops on signed URLs, partial and lost resumable answers, 503s on
+    job lookups, NoSuchKey after completion. The results are still exactly the ground truth's."""
+    data = tmp_path / "data"
+    (data / "ids").mkdir(parents=True)
+    truth = tmp_path / "truth.csv"
+    generate_dataset(400_000, "tweets", data / "ids" / "tweets.txt", truth, seed=13)  # 8 MB: one chunk and a bit
+    with XComplianceEmulator(token=TOKEN, data_dir=tmp_path / "emu", speed=60, processing_seconds=120,
+                             ground_truth={"tweets": truth}, fault_profile="all") as emulator:
+        connection = {"conn_type": "x_compliance", "host": emulator.base_url, "password": TOKEN}
+        run = airflow_env.dags_test(
+            "x_compliance_tweets", EXAMPLE_DAGS,
+            env={"AIRFLOW_CONN_X_COMPLIANCE_DEFAULT": json.dumps(connection), "X_COMPLIANCE_DATA_URL": data.as_uri(),
+                 "X_COMPLIANCE_POLL_INTERVAL": "1"},
+        ).assert_success()
+        failures = Counter(status for _, _, status in emulator.request_log if status >= 400 or status == 0)
+    assert failures[408] and failures[429] and failures[503] and failures[404]  # the faults did happen
+    summary = run.xcom("compliance.download")
+    expected = list(expected_results((data / "ids" / "tweets.txt").read_text().split(), "tweets", ground_truth=truth))
+    landed = Path(summary["path"].removeprefix("file://")).read_text().splitlines()
+    assert [json.loads(line) for line in landed] == expected and summary["lines"] == len(expected)
+
+
 def test_pipeline_runs_two_jobs_of_different_types(airflow_env, tmp_path):
     data = tmp_path / "data"
     (data / "ids").mkdir(parents=True)
@@ -65,5 +89,7 @@ def test_pipeline_runs_two_jobs_of_different_types(airflow_env, tmp_path):
         landed = Path(summary["path"].removeprefix("file://")).read_text().splitlines()
         assert [json.loads(line) for line in landed] == expected[kind]
     plan = run.xcom("apply")
-    assert plan["tweets_to_delete"] == len({e["id"] for e in expected["tweets"] if e["action"] == "delete"})
+    deleted = {e["id"] for e in expected["tweets"] if e["reason"] != "scrub_geo"}
+    assert plan["tweets_to_delete"] == len(deleted)
+    assert plan["tweets_to_scrub_geo"] == len({e["id"] for e in expected["tweets"] if e["reason"] == "scrub_geo"} - deleted)
     assert plan["users_by_reason"] == run.xcom("users_compliance.download")["by_reason"]
