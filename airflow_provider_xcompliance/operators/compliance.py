@@ -224,7 +224,7 @@ class XComplianceSubmitJobOperator(_JobCreating):
 
 class XComplianceDownloadResultsOperator(_XComplianceOperator):
     """Land a complete job's results at ``results_path``, atomically, and return the summary
-    (path, lines, distinct IDs, counts by action and by reason). Updates an Asset whose event
+    (path, lines, bytes, counts by action and by reason). Updates an Asset whose event
     carries the summary, so downstream DAGs can be scheduled on fresh results.
 
     :param job_id: the job (templated).

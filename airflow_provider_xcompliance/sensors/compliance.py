@@ -23,7 +23,7 @@ class XComplianceJobSensor(BaseSensorOperator):
 
     :param job_id: the job to wait for (templated; usually the submit task's XCom).
     :param poll_interval: seconds between checks; the deferred wait also follows the job's
-        ``estimated_completion`` and the API's rate-limit headers.
+        ``estimated_completion`` (only the pre-release API sends one) and the rate-limit headers.
     :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``);
         set False to poke from a worker (``mode="reschedule"`` frees the slot between pokes).
     :param x_conn_id: the ``x_compliance`` connection.
