@@ -235,7 +235,7 @@ class XComplianceHook(BaseHook):
         normalizer = IdNormalizer(name)
         progress = Progress(self.log, f"Upload to job {job.id}", "IDs")
         # Read and validate in a thread of its own, while this one sends or spools.
-        ids = read_ahead(_reporting(normalized_blocks(blocks, name, normalizer), normalizer, progress), depth=3)
+        ids = read_ahead(_reporting(normalized_blocks(blocks, name, normalizer), normalizer, progress))
         try:
             if job.resumable:
                 self.transfers.upload_resumable(job.upload_url, ids, what, chunk_size)
