@@ -516,7 +516,7 @@ def measure_size(count: int, runs: int, emulator: Emulator, clients: ForkServer,
     print(row("hook download (local file)", count, results["download"], down))
     if s3 is not None:
         put, _ = best(results["s3fs_put"])
-        print(f"  on S3 (SeaweedFS); 'vs curl' here is vs the s3fs put of the same bytes to the same bucket:")
+        print("  on S3 (SeaweedFS); 'vs curl' here is vs the s3fs put of the same bytes to the same bucket:")
         print(row("s3fs put (baseline)", count, results["s3fs_put"], put))
         print(row("hook download to s3://", count, results["s3_download"], put))
     for what, baseline in (("upload", up), ("download", down)):

@@ -19,7 +19,18 @@ from airflow_provider_xcompliance.exceptions import (
     XComplianceUsageCapped,
 )
 from airflow_provider_xcompliance.transfer import GRANULE
-from tests.test_hook import TOKEN, connect, count_requests, emulator, hook, wait_until_done  # noqa: F401
+from tests.test_hook import TOKEN, connect, count_requests, wait_until_done
+
+
+@pytest.fixture
+def emulator(tmp_path):
+    with XComplianceEmulator(token=TOKEN, data_dir=tmp_path / "emulator", speed=100, processing_seconds=30) as emu:
+        yield emu
+
+
+@pytest.fixture
+def hook(monkeypatch, emulator):
+    return connect(monkeypatch, emulator)
 
 ID_LINES = b"".join(b"%d\n" % (1_200_000_000_000_000_000 + i * 7919) for i in range(60_000))  # 1.2 MB
 
