@@ -23,6 +23,20 @@ from .helpers import api_session, create_job, jsonl, put_ids, wait_status
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> tuple[int, str]:
+    """Stop the CLI with ``sig`` (killing it after 20 s); its exit code and stderr."""
+    proc.send_signal(sig)
+    try:
+        code = proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    proc.stdout.close()
+    stderr = proc.stderr.read()
+    proc.stderr.close()
+    return code, stderr
+
+
 def _start_cli(*args: str) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "airflow_provider_xcompliance.emulator", *args],
@@ -59,15 +73,7 @@ def test_cli_serve(tmp_path, sig):
         assert r.status_code == 200 and r.headers["x-rate-limit-limit"] == "7"
         assert (tmp_path / "data" / job_id).is_dir()  # kept data dir
     finally:
-        proc.send_signal(sig)
-        try:
-            code = proc.wait(timeout=20)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-        proc.stdout.close()
-        stderr = proc.stderr.read()
-        proc.stderr.close()
+        code, stderr = _stop(proc, sig)
     assert code == 0, stderr
     assert "Traceback" not in stderr
 
@@ -149,18 +155,6 @@ def test_generated_dataset_end_to_end(make_emulator, tmp_path):
     assert by_reason == counts["by_reason"]
 
 
-def _stop(proc) -> str:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        code = proc.wait(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    proc.stdout.close()
-    stderr = proc.stderr.read()
-    proc.stderr.close()
-    assert code == 0, stderr
-    return stderr
 
 
 def test_cli_new_switches(tmp_path):
@@ -185,7 +179,8 @@ def test_cli_new_switches(tmp_path):
         r = s.get(f"{base}/2/compliance/jobs/1")
         assert r.status_code == 404 and r.json()["errors"][0]["resource_id"] == "1"
     finally:
-        stderr = _stop(proc)
+        code, stderr = _stop(proc)
+    assert code == 0, stderr
     assert "Traceback" not in stderr
 
 
@@ -201,7 +196,8 @@ def test_cli_usage_capped_and_defaults():
                             "type": "https://api.x.com/2/problems/usage-capped",
                             "period": "Monthly", "scope": "Product", "status": 429}
     finally:
-        _stop(proc)
+        code, stderr = _stop(proc)
+    assert code == 0, stderr
 
 
 def test_cli_parser_defaults():
