@@ -11,8 +11,10 @@ Clean blocks (the common case) are checked whole, with C-level byte operations a
 loop per line: ``translate`` finds any byte that is not a digit or a line feed, and when every
 line has the same width (tweet IDs are 19 digits today) strided slices check that each line
 ends where it should, that none starts with ``0`` and that none of width 19 starts with ``9``
-(every 19-digit ID below 9e18 fits). Files of mixed widths go through ``split`` and
-lexicographic ``min``/``max``. Only a block that fails these checks is walked line by line.
+(every 19-digit ID below 9e18 fits). Files of mixed widths are checked with ``find`` for
+leading zeros and blank lines, a digits-to-``d`` ``translate`` for lines over 19 digits, and a
+look at each line starting with ``9``. Only a block that fails these checks is walked line by
+line.
 """
 
 from __future__ import annotations

@@ -329,6 +329,20 @@ class RetryBudget:
     def progressed(self) -> None:
         self.failures = 0
 
+    def next_wait(self, error: Exception, log: Any, what: str | None = None,
+                  give_up: Exception | None = None) -> float:
+        """Seconds to wait after ``error`` (logged, after ``what`` failed), or raise ``give_up``
+        (else ``error``) when the budget is spent. Every retry loop goes through it: the API
+        calls, sync and async, and the signed-URL transfers."""
+        delay = self.delay(error)
+        if delay is None:
+            raise (give_up or error) from None
+        if what:
+            log.warning("%s failed (%s); trying again in %.1f s", what, error, delay)
+        else:
+            log.warning("%s; trying again in %.1f s", error, delay)
+        return delay
+
 
 def rate_limit_wait(reset_at: datetime | None, now: datetime | None = None) -> float:
     """Seconds until a rate-limit window resets (plus a second of slack); 60 s when unknown."""

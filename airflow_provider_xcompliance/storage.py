@@ -10,7 +10,7 @@ from typing import IO, Union
 
 from airflow.sdk import ObjectStoragePath
 
-BLOCK_SIZE = 1024 * 1024
+BLOCK_SIZE = 4 * 1024 * 1024  # reads of ID files and spools: large enough for C-speed checks
 PART_SIZE = 8 * 1024 * 1024  # what an object store's writer buffers before it sends a part (S3: 5 MiB at least)
 LOCAL_PROTOCOLS = ("file", "local", "")
 

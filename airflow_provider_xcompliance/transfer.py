@@ -34,10 +34,10 @@ from airflow_provider_xcompliance.exceptions import (
     XComplianceStorageUnavailable,
     XComplianceTransportError,
 )
+from airflow_provider_xcompliance.storage import BLOCK_SIZE
 
 GRANULE = 256 * 1024  # GCS keeps resumable uploads in whole units of this size
 DEFAULT_CHUNK_SIZE = 32 * GRANULE  # 8 MiB per resumable request
-BLOCK_SIZE = 4 * 1024 * 1024  # reads and writes of files and spools
 DOWNLOAD_READ_SIZE = 512 * 1024  # compressed bytes per read from the socket (a few MiB inflated)
 MAX_INFLATE = 16 * 1024 * 1024  # decompressed bytes per block, whatever the compression ratio
 TEXT_PLAIN = {"Content-Type": "text/plain"}  # the upload URLs are signed over this header
@@ -103,7 +103,7 @@ class SignedUrlClient:
                     return
                 raise self.refused(response, what)
             except protocol.TRANSIENT_ERRORS as error:
-                self._wait(budget, error, what)
+                self._wait(budget, error)
 
     # --- resumable upload ---------------------------------------------------------------
 
@@ -141,7 +141,7 @@ class SignedUrlClient:
                     raise XComplianceError(f"{what}: the storage server opened no upload session (no Location)")
                 raise self.refused(response, what)
             except protocol.TRANSIENT_ERRORS as error:
-                self._wait(budget, error, what)
+                self._wait(budget, error)
 
     def _send_chunk(self, session_url: str, chunk: Chunk, start: int, last: bool,
                     budget: protocol.RetryBudget, what: str) -> None:
@@ -172,7 +172,7 @@ class SignedUrlClient:
                 )
             except protocol.TRANSIENT_ERRORS as exc:
                 error = exc
-            self._wait(budget, error, what)
+            self._wait(budget, error)
             try:  # where does the session stand? (a lost answer may hide a success)
                 stored = self._session_state(self._send("PUT", session_url, what, data=b"",
                                                         headers={"Content-Range": f"bytes */{total}"}), what)
@@ -205,16 +205,17 @@ class SignedUrlClient:
 
     # --- download -----------------------------------------------------------------------
 
-    def download(self, get_url: Callable[[], str], consume: Callable[[Iterator[bytes]], T], what: str) -> T:
-        """Stream the object at ``get_url()`` into ``consume``, decompressed, and return what it returns.
+    def download(self, url: str, renew_url: Callable[[], str], consume: Callable[[Iterator[bytes]], T],
+                 what: str) -> T:
+        """Stream the object at ``url`` into ``consume``, decompressed, and return what it returns.
 
         ``consume`` gets an iterator of decompressed blocks and is called again from scratch
-        after a broken transfer, so it must write atomically. ``get_url`` is called again for a
-        freshly signed URL when the one at hand has expired. A ``NoSuchKey`` right after the
-        job completed is retried like a 5xx, then reported as missing results.
+        after a broken transfer, so it must write atomically. ``renew_url`` gives a freshly
+        signed URL, once, when ``url`` has expired. A ``NoSuchKey`` right after the job
+        completed is retried like a 5xx, then reported as missing results.
         """
         budget = self.policy.budget()
-        url, renewed = get_url(), False
+        renewed = False
         while True:
             try:
                 with self._send("GET", url, what, stream=True, headers={"Accept-Encoding": "gzip"}) as response:
@@ -226,11 +227,11 @@ class SignedUrlClient:
                     finally:
                         blocks.close()
             except protocol.TRANSIENT_ERRORS as error:
-                self._wait(budget, error, what)
+                self._wait(budget, error)
             except XComplianceStorageError as error:
                 if error.code == "ExpiredToken" and not renewed:
                     self.log.info("%s: the download URL has expired; asking for a freshly signed one", what)
-                    url, renewed = get_url(), True
+                    url, renewed = renew_url(), True
                 elif error.code == "NoSuchKey":  # not stored yet, right after completion
                     missing = XComplianceStorageError(
                         error.status, error.code, error.message,
@@ -238,7 +239,7 @@ class SignedUrlClient:
                         f"({error.details or error.message})", what,
                     )
                     self._wait(budget, XComplianceStorageUnavailable(error.status, error.code, error.message,
-                                                                     error.details, what), what, give_up=missing)
+                                                                     error.details, what), give_up=missing)
                 else:
                     raise
 
@@ -256,14 +257,8 @@ class SignedUrlClient:
         """The storage server's refusal, with GCS's Code and Details and never the URL."""
         return protocol.storage_error(response.status_code, response.content, what)
 
-    def _wait(self, budget: protocol.RetryBudget, error: Exception, what: str,
-              give_up: Exception | None = None) -> None:
-        """Sleep before the next try, or raise (``give_up``, else ``error``) when the budget is spent."""
-        delay = budget.delay(error)
-        if delay is None:
-            raise (give_up or error) from None
-        self.log.warning("%s; trying again in %.1f s", error, delay)
-        time.sleep(delay)
+    def _wait(self, budget: protocol.RetryBudget, error: Exception, give_up: Exception | None = None) -> None:
+        time.sleep(budget.next_wait(error, self.log, give_up=give_up))  # errors here name their transfer
 
 
 def read_ahead(items: Iterator[T], depth: int = 2) -> Iterator[T]:

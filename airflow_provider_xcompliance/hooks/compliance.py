@@ -32,9 +32,8 @@ from airflow_provider_xcompliance.ids import IdNormalizer, blocks_from_ids, norm
 from airflow_provider_xcompliance.models import COMPLETE, CREATED, ComplianceJob, RateLimit
 from airflow_provider_xcompliance.progress import Progress
 from airflow_provider_xcompliance.results import ResultsSummary
-from airflow_provider_xcompliance.storage import Location, atomic_writer, read_blocks, to_path
+from airflow_provider_xcompliance.storage import BLOCK_SIZE, Location, atomic_writer, read_blocks, to_path
 from airflow_provider_xcompliance.transfer import (
-    BLOCK_SIZE,
     DEFAULT_CHUNK_SIZE,
     SignedUrlClient,
     SizedBody,
@@ -147,7 +146,7 @@ class XComplianceHook(BaseHook):
                 error: Exception = XComplianceTransportError(f"{method} {path}: {type(exc).__name__}")
             except XComplianceError as exc:
                 error = exc
-            time.sleep(self._retry_delay(budget, error, f"{method} {path}"))
+            time.sleep(budget.next_wait(error, self.log, f"{method} {path}"))
 
     def _job(self, answer: dict[str, Any]) -> ComplianceJob:
         return self._mask_urls(protocol.job_from_answer(answer))
@@ -181,17 +180,7 @@ class XComplianceHook(BaseHook):
                     error: Exception = XComplianceTransportError(f"GET {path}: {type(exc).__name__}")
                 except XComplianceError as exc:
                     error = exc
-                await asyncio.sleep(self._retry_delay(budget, error, f"GET {path}"))
-
-    def _retry_delay(self, budget: protocol.RetryBudget, error: Exception, what: str) -> float:
-        """How long to wait before trying ``what`` again; raises ``error`` when the budget is spent.
-        The API calls, sync and async, go through it; the signed-URL transfers have their own
-        (:class:`SignedUrlClient`) with the same policy."""
-        delay = budget.delay(error)
-        if delay is None:
-            raise error
-        self.log.warning("%s failed (%s); trying again in %.1f s", what, error, delay)
-        return delay
+                await asyncio.sleep(budget.next_wait(error, self.log, f"GET {path}"))
 
     # --- upload -------------------------------------------------------------------------
 
@@ -287,11 +276,6 @@ class XComplianceHook(BaseHook):
         target = _results_target(destination, job)
         what = f"The download of compliance job {job.id}'s results"
         progress = Progress(self.log, f"Download of job {job.id}", "lines")
-        urls = [job.download_url]
-
-        def download_url() -> str:  # the URL at hand first, then a freshly signed one
-            return urls.pop() if urls else self._complete_job(job.id).download_url
-
         def land(blocks: Iterator[bytes]) -> ResultsSummary:
             self.log.info("Downloading the results of compliance job %s to %s", job.id, target)
             summary = ResultsSummary(f"results of job {job.id}")
@@ -307,7 +291,9 @@ class XComplianceHook(BaseHook):
                 summary.finish()
             return summary
 
-        summary = self.transfers.download(download_url, land, what)
+        summary = self.transfers.download(
+            job.download_url, lambda: self._complete_job(job.id).download_url, land, what
+        )
         seconds = progress.done(summary.bytes, summary.lines)
         return {
             "job_id": job.id,
