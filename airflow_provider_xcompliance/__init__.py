@@ -36,7 +36,15 @@ def get_provider_info() -> dict:
             }
         ],
         "hooks": modules("hooks"),
-        "operators": modules("operators"),
+        "operators": [
+            {
+                "integration-name": "X Compliance",
+                "python-modules": [
+                    "airflow_provider_xcompliance.operators.compliance",
+                    "airflow_provider_xcompliance.operators.apply",
+                ],
+            }
+        ],
         "sensors": modules("sensors"),
         "triggers": modules("triggers"),
         "connection-types": [

@@ -1,9 +1,11 @@
 """The end-to-end demo behind ``./dev demo`` and ``./dev airflow``.
 
 ``python -m airflow_provider_xcompliance.demo`` generates an ID file of realistic size and its
-ground truth, starts the X API emulator, and runs the ``x_compliance_tweets`` example DAG with
-``airflow dags test`` (SQLite, a local folder for object storage); then it prints where the
-results are, their summary, and whether they match the ground truth line for line.
+ground truth, seeds a demo database table with those tweets (authors, some with geo data),
+starts the X API emulator, and runs the ``x_compliance_tweets_apply`` example DAG with
+``airflow dags test`` (SQLite, a local folder for object storage): submit, wait, download, and
+apply the results to the table. Then it prints where the results are, their summary, the table
+before and after, and whether both match the ground truth.
 
 ``--standalone`` instead starts ``airflow standalone`` (scheduler, triggerer, API server) with
 the same emulator, connection and example DAGs, for the UI.
@@ -17,6 +19,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -27,6 +30,9 @@ from airflow_provider_xcompliance.emulator.faults import PROFILES, parse_fault_s
 from airflow_provider_xcompliance.results import ResultsSummary
 
 DEMO_TOKEN = "demo-bearer-token-not-a-secret"
+DEMO_AUDIT_KEY = "demo-audit-key-not-a-secret"
+DEMO_DAG = "x_compliance_tweets_apply"
+GEO_EVERY = 5  # one demo tweet in five carries geo data
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,12 +73,17 @@ def main(argv: list[str] | None = None) -> int:
     ) as emulator:
         for spec in args.fault:
             emulator.inject_fault(**parse_fault_spec(spec))
-        env = _airflow_env(airflow_home, args.dags_folder.resolve(), data, emulator.base_url)
+        database = workdir / "demo.db"
+        env = _airflow_env(airflow_home, args.dags_folder.resolve(), data, emulator.base_url, database)
         print(f"X API emulator: {emulator.base_url}   Airflow home: {airflow_home}")
         _run(["airflow", "db", "migrate"], env, airflow_home / "migrate.log")
         if args.standalone:
             return _standalone(env, args.port, airflow_home)
-        return _dags_test(env, airflow_home, data, datasets["tweets"])
+        before = _seed_tweets_table(database, datasets["tweets"][0])
+        status = _dags_test(env, airflow_home, data, datasets["tweets"])
+        if status:
+            return status
+        return _check_table(database, datasets["tweets"][1], before)
 
 
 def _dataset(data: Path, job_type: str, count: int) -> tuple[Path, Path]:
@@ -85,7 +96,7 @@ def _dataset(data: Path, job_type: str, count: int) -> tuple[Path, Path]:
     return ids, truth
 
 
-def _airflow_env(airflow_home: Path, dags_folder: Path, data: Path, api_url: str) -> dict[str, str]:
+def _airflow_env(airflow_home: Path, dags_folder: Path, data: Path, api_url: str, database: Path) -> dict[str, str]:
     connection = {"conn_type": "x_compliance", "host": api_url, "password": DEMO_TOKEN}
     return {
         **os.environ,
@@ -95,6 +106,8 @@ def _airflow_env(airflow_home: Path, dags_folder: Path, data: Path, api_url: str
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
         "AIRFLOW_CONN_X_COMPLIANCE_DEFAULT": json.dumps(connection),
+        "AIRFLOW_CONN_X_COMPLIANCE_DEMO_DB": json.dumps({"conn_type": "sqlite", "host": str(database)}),
+        "AIRFLOW_VAR_X_COMPLIANCE_AUDIT_KEY": DEMO_AUDIT_KEY,
         "X_COMPLIANCE_DATA_URL": data.as_uri(),
         "X_COMPLIANCE_POLL_INTERVAL": "3",  # emulated jobs take seconds, not hours
     }
@@ -119,9 +132,9 @@ def _dags_test(env: dict[str, str], airflow_home: Path, data: Path, dataset: tup
     results_dir = data / "results" / "tweets"
     before = set(results_dir.glob("*.jsonl")) if results_dir.exists() else set()
     log = airflow_home / "dags-test.log"
-    print(f"Running the x_compliance_tweets DAG (airflow dags test); task logs in {log}")
+    print(f"Running the {DEMO_DAG} DAG (airflow dags test); task logs in {log}")
     started = time.monotonic()
-    _run(["airflow", "dags", "test", "x_compliance_tweets"], env, log)
+    _run(["airflow", "dags", "test", DEMO_DAG], env, log)
     new = sorted(set(results_dir.glob("*.jsonl")) - before, key=lambda p: p.stat().st_mtime)
     if not new:
         print(f"The DAG run produced no results file; see {log}")
@@ -145,6 +158,57 @@ def _dags_test(env: dict[str, str], airflow_home: Path, data: Path, dataset: tup
         print(f"  {reason:<12} {count:>9,}")
     print(f"  matches the ground truth line for line: {'yes' if matches else 'NO'}")
     return 0 if matches else 1
+
+
+def _seed_tweets_table(database: Path, ids: Path) -> dict[str, int]:
+    """The demo's data set: a ``tweets`` table holding every checked tweet, made anew each run."""
+    database.unlink(missing_ok=True)
+    with sqlite3.connect(database) as db:
+        db.execute("CREATE TABLE tweets (id INTEGER PRIMARY KEY, author_id INTEGER, text TEXT, "
+                   "geo_lat REAL, geo_lon REAL, place_id TEXT)")
+        with ids.open() as lines:
+            rows = ((int(line), 10_000 + n % 5_000, f"tweet {n}",
+                     *((52.5 + n % 7, 13.4, f"place{n % 97}") if n % GEO_EVERY == 0 else (None, None, None)))
+                    for n, line in enumerate(lines))
+            db.executemany("INSERT INTO tweets VALUES (?, ?, ?, ?, ?, ?)", rows)
+        counts = _table_counts(db)
+    db.close()
+    print(f"Demo table {database}: {counts['tweets']:,} tweets, {counts['with_geo']:,} with geo data")
+    return counts
+
+
+def _table_counts(db: sqlite3.Connection) -> dict[str, int]:
+    tweets, with_geo = db.execute("SELECT COUNT(*), COUNT(geo_lat) FROM tweets").fetchone()
+    return {"tweets": tweets, "with_geo": with_geo}
+
+
+def _check_table(database: Path, truth: Path, before: dict[str, int]) -> int:
+    """The table after the apply task, against what the ground truth says must have changed."""
+    to_delete, to_scrub = set(), set()
+    with truth.open() as rows:
+        for line in rows:
+            record_id, _, reason = line.strip().partition(",")
+            if record_id.isdigit():
+                (to_scrub if reason == "scrub_geo" else to_delete).add(int(record_id))
+    to_scrub -= to_delete
+    with sqlite3.connect(database) as db:
+        after = _table_counts(db)
+        ids_left = {row[0] for row in db.execute("SELECT id FROM tweets")}
+        geo_left = {row[0] for row in db.execute("SELECT id FROM tweets WHERE geo_lat IS NOT NULL "
+                                                 "OR geo_lon IS NOT NULL OR place_id IS NOT NULL")}
+        audit_rows = db.execute("SELECT COUNT(*) FROM x_compliance_audit").fetchone()[0]
+    db.close()
+    expected_tweets = before["tweets"] - len(to_delete)
+    ok = not (ids_left & to_delete) and not (geo_left & to_scrub) and after["tweets"] == expected_tweets \
+        and to_scrub <= ids_left
+    print(f"  table before: {before['tweets']:,} tweets, {before['with_geo']:,} with geo data")
+    print(f"  table after:  {after['tweets']:,} tweets, {after['with_geo']:,} with geo data; "
+          f"{audit_rows:,} audit rows (keyed hashes, no plain IDs)")
+    print(f"  deleted {before['tweets'] - after['tweets']:,} (expected {len(to_delete):,}); "
+          f"geo-scrubbed tweets kept: {len(to_scrub & ids_left):,} of {len(to_scrub):,}, none with geo left: "
+          f"{'yes' if not geo_left & to_scrub else 'NO'}")
+    print(f"  the table matches the ground truth: {'yes' if ok else 'NO'}")
+    return 0 if ok else 1
 
 
 def _standalone(env: dict[str, str], port: int, airflow_home: Path) -> int:

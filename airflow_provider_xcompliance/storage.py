@@ -33,6 +33,27 @@ def read_blocks(path: ObjectStoragePath, size: int = BLOCK_SIZE) -> Iterator[byt
             yield block
 
 
+class LineTooLong(ValueError):
+    """A line runs past the longest the reader accepts (a file without line feeds, say)."""
+
+
+def read_lines(path: ObjectStoragePath, max_line: int, size: int = BLOCK_SIZE) -> Iterator[bytes]:
+    """The lines of an object, without their line feeds, read in large blocks from any object
+    store. A line longer than ``max_line`` raises ``LineTooLong`` with
+    its number, so a file without line feeds is never held whole."""
+    tail = b""
+    number = 0
+    for block in read_blocks(path, size):
+        lines = (tail + block if tail else block).split(b"\n")
+        tail = lines.pop()
+        yield from lines
+        number += len(lines)
+        if len(tail) > max_line:
+            raise LineTooLong(f"line {number + 1} is longer than {max_line} bytes")
+    if tail:
+        yield tail
+
+
 @contextmanager
 def atomic_writer(path: ObjectStoragePath) -> Iterator[IO[bytes]]:
     """Open ``path`` for writing so that it appears complete or not at all.

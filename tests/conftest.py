@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support import AirflowEnv, SeaweedS3
+from tests.support.postgres import PostgresServer, running_postgres
 
 
 @pytest.fixture(scope="session")
@@ -30,6 +31,13 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server on a free 127.0.0.1 port with database ``xc_test``, for the session."""
+    with running_postgres() as server:
+        yield server
 
 
 @pytest.fixture

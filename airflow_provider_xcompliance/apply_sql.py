@@ -1,0 +1,380 @@
+"""Applying results to SQL tables through any DB-API connection, in one transaction.
+
+The result IDs are streamed into a TEMP table (COPY on PostgreSQL, batched inserts elsewhere)
+and reduced to one change per ID; then the audit rows are written and the portable statements
+``DELETE … WHERE col IN (SELECT …)`` and ``UPDATE … SET geo = NULL`` run. Everything happens on
+one connection and is committed once; any failure rolls all of it back.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any
+
+from airflow_provider_xcompliance.changes import (
+    AUDIT_COLUMNS,
+    DELETE,
+    KEEP,
+    SCRUB_GEO,
+    ApplyConfigError,
+    ApplyReport,
+    AuditIdentity,
+    ChangeRules,
+    FlaggedRecord,
+    add_counts,
+    check_delete_fraction,
+    new_report,
+    read_flagged,
+    utc_now_text,
+)
+from airflow_provider_xcompliance.exceptions import XComplianceError
+from airflow_provider_xcompliance.storage import Location
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?")
+RESULTS_TABLE = "xc_results"  # TEMP tables: private to the connection, dropped before commit
+FLAGGED_TABLE = "xc_flagged"
+AUDIT_TABLE_DDL = (
+    "record_key VARCHAR(64), record_type VARCHAR(8), target VARCHAR(256), reason VARCHAR(64), "
+    "change VARCHAR(16), job_id VARCHAR(64), run_id VARCHAR(256), applied_at VARCHAR(32)"
+)
+
+
+class ApplyFailed(XComplianceError):
+    """The database refused a statement while the results were applied; all was rolled back."""
+
+
+def sql_name(value: Any, what: str) -> str:
+    """A table or column name, checked: names become SQL text, so only plain (optionally
+    schema-qualified) identifiers are accepted."""
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
+        raise ApplyConfigError(f"{what} {value!r} is not a plain SQL name (letters, digits, _, one optional 'schema.')")
+    return value
+
+
+@dataclass(frozen=True)
+class SqlChange:
+    """One statement's worth of change: the rows of ``table`` whose ``column`` is a result ID
+    asking for ``change``, with ``id_column`` naming each row for the audit."""
+
+    table: str
+    column: str
+    change: str  # DELETE or SCRUB_GEO
+    record_type: str  # "tweet" or "user"
+    id_column: str
+    geo_columns: tuple[str, ...] = ()
+
+    def _still_to_change(self, prefix: str = "") -> str:
+        """Scrubbing touches only rows that still hold geo data, so a second run touches none."""
+        if self.change != SCRUB_GEO:
+            return ""
+        return " AND (" + " OR ".join(f"{prefix}{c} IS NOT NULL" for c in self.geo_columns) + ")"
+
+    def statement(self) -> str:
+        where = f"{self.column} IN (SELECT id FROM {FLAGGED_TABLE} WHERE change = '{self.change}')"
+        where += self._still_to_change()
+        if self.change == DELETE:
+            return f"DELETE FROM {self.table} WHERE {where}"
+        assignments = ", ".join(f"{c} = NULL" for c in self.geo_columns)
+        return f"UPDATE {self.table} SET {assignments} WHERE {where}"
+
+    def matched(self, columns: str) -> str:
+        """``SELECT columns`` over the rows this change touches, joined with their result ``f``."""
+        return (
+            f"SELECT {columns} FROM {self.table} t JOIN {FLAGGED_TABLE} f ON t.{self.column} = f.id "
+            f"WHERE f.change = '{self.change}'{self._still_to_change('t.')}"
+        )
+
+
+@dataclass(frozen=True)
+class SqlTarget:
+    """Where the results go: the tables and columns, checked to be plain names."""
+
+    table: str
+    id_column: str = "id"
+    author_id_column: str | None = None
+    geo_columns: tuple[str, ...] = ()
+    users_table: str | None = None
+    users_id_column: str = "id"
+    audit_table: str | None = None
+
+    def __post_init__(self) -> None:
+        sql_name(self.table, "table")
+        sql_name(self.id_column, "id_column")
+        for column in self.geo_columns:
+            sql_name(column, "geo column")
+        if self.author_id_column is not None:
+            sql_name(self.author_id_column, "author_id_column")
+        if self.users_table is not None:
+            sql_name(self.users_table, "users_table")
+            sql_name(self.users_id_column, "users_id_column")
+        if self.audit_table is not None:
+            sql_name(self.audit_table, "audit_table")
+
+    def changes(self, job_type: str) -> list[SqlChange]:
+        """The statements a job type's results call for, in the order they run (a user's
+        tweets before the user, so that a foreign key from tweets to users holds)."""
+        if job_type == "tweets":
+            changes = [SqlChange(self.table, self.id_column, DELETE, "tweet", self.id_column)]
+            if self.geo_columns:
+                changes.append(
+                    SqlChange(self.table, self.id_column, SCRUB_GEO, "tweet", self.id_column, self.geo_columns)
+                )
+            return changes
+        if self.author_id_column:  # `table` holds tweets, matched by their author
+            changes = [SqlChange(self.table, self.author_id_column, DELETE, "tweet", self.id_column)]
+        else:  # `table` holds the users themselves
+            changes = [SqlChange(self.table, self.id_column, DELETE, "user", self.id_column)]
+        if self.users_table:
+            changes.append(SqlChange(self.users_table, self.users_id_column, DELETE, "user", self.users_id_column))
+        return changes
+
+    def required_columns(self, job_type: str) -> dict[str, set[str]]:
+        needed: dict[str, set[str]] = {}
+        for change in self.changes(job_type):
+            needed.setdefault(change.table, set()).update({change.column, change.id_column, *change.geo_columns})
+        return needed
+
+
+class SqlApplier:
+    """Applies one results file to one :class:`SqlTarget` over an open DB-API connection.
+
+    The connection is the caller's; this commits or rolls back, and leaves it open.
+    """
+
+    def __init__(
+        self,
+        conn: Any,
+        placeholder: str,
+        rules: ChangeRules,
+        target: SqlTarget,
+        *,
+        audit: AuditIdentity | None = None,
+        job_id: str | None = None,
+        run_id: str | None = None,
+        max_delete_fraction: float | None = None,
+        dry_run: bool = False,
+        batch_size: int = 10_000,
+        log: logging.Logger | None = None,
+    ) -> None:
+        if target.audit_table and audit is None:
+            raise ApplyConfigError("an audit_table needs an AuditIdentity")
+        if rules.job_type == "tweets" and target.author_id_column:
+            raise ApplyConfigError("author_id_column is for users jobs (a tweets job matches tweets by their id_column)")
+        self.conn = conn
+        self.placeholder = placeholder
+        self.rules = rules
+        self.target = target
+        self.audit = audit
+        self.job_id = job_id
+        self.run_id = run_id
+        self.max_delete_fraction = max_delete_fraction
+        self.dry_run = dry_run
+        self.batch_size = batch_size
+        self.log = log or logging.getLogger(__name__)
+        self.driver = type(conn).__module__.split(".")[0]  # sqlite3, psycopg, psycopg2, ...
+
+    def run(self, results_path: Location) -> ApplyReport:
+        started = time.monotonic()
+        report = new_report(self.rules, self.job_id, results_path, self.target.table, self.dry_run)
+        self._begin()
+        try:
+            with _closing(self.conn.cursor()) as cur:
+                self._check_tables(cur)
+                self._load_results(cur, results_path, report)
+                planned = self._plan(cur, report)
+                if self.dry_run:
+                    self.log.info("Dry run: nothing changed")
+                    self.conn.rollback()
+                else:
+                    self._apply(cur, planned)
+                    cur.execute(f"DROP TABLE {FLAGGED_TABLE}")
+                    cur.execute(f"DROP TABLE {RESULTS_TABLE}")
+                    self.conn.commit()
+        except XComplianceError:
+            self.conn.rollback()
+            raise
+        except Exception as exc:
+            self.conn.rollback()
+            raise ApplyFailed(f"Applying {results_path} to {self.target.table} failed; nothing was changed: {exc}") from exc
+        report["seconds"] = round(time.monotonic() - started, 3)
+        if not report["changed"]:
+            self.log.info("Nothing to change: no stored record is flagged (or these results were applied already)")
+        return report
+
+    def _begin(self) -> None:
+        """One explicit transaction. Python's sqlite3 would commit DDL (the TEMP tables, the
+        audit table) on its own, so it is put in manual mode and told to BEGIN."""
+        if self.driver == "sqlite3":
+            self.conn.isolation_level = None
+            self.conn.execute("BEGIN")
+        elif getattr(self.conn, "autocommit", False):
+            self.conn.autocommit = False
+
+    def _check_tables(self, cur: Any) -> None:
+        """Bad configuration fails before any change, naming the table or column."""
+        for table, columns in self.target.required_columns(self.rules.job_type).items():
+            try:
+                cur.execute(f"SELECT * FROM {table} WHERE 1 = 0")
+            except Exception as exc:
+                raise ApplyConfigError(f"Table {table} cannot be read: {exc}".strip()) from None
+            present = {d[0].lower() for d in cur.description}
+            cur.fetchall()
+            for column in sorted(columns):
+                if column.lower() not in present:
+                    raise ApplyConfigError(
+                        f"Table {table} has no column {column!r} (it has: {', '.join(sorted(present))})"
+                    )
+
+    def _load_results(self, cur: Any, results_path: Location, report: ApplyReport) -> None:
+        """Stream the results into a TEMP table typed like the matched column, then reduce them
+        to one change per ID (delete wins over scrub_geo; overrides that keep are left out)."""
+        first = self.target.changes(self.rules.job_type)[0]
+        cur.execute(
+            f"CREATE TEMP TABLE {RESULTS_TABLE} AS SELECT {first.column} AS id, "
+            f"CAST(NULL AS VARCHAR(64)) AS reason, CAST(NULL AS VARCHAR(16)) AS change "
+            f"FROM {first.table} WHERE 1 = 0"
+        )
+        kept: Counter[str] = Counter()
+
+        def to_change() -> Iterator[FlaggedRecord]:
+            for record in read_flagged(results_path, self.rules):
+                report["result_lines"] += 1
+                if record.change == KEEP:
+                    kept[record.reason] += 1
+                else:
+                    yield record
+
+        if self.driver == "psycopg":
+            self._copy_psycopg(cur, to_change())
+        elif self.driver == "psycopg2":
+            cur.copy_expert(f"COPY {RESULTS_TABLE} (id, reason, change) FROM STDIN", _CopyStream(_copy_lines(to_change())))
+        else:
+            insert = f"INSERT INTO {RESULTS_TABLE} (id, reason, change) VALUES ({', '.join([self.placeholder] * 3)})"
+            for batch in _batches(((r.id, r.reason, r.change) for r in to_change()), self.batch_size):
+                cur.executemany(insert, batch)
+        report["kept"] = dict(sorted(kept.items()))
+        cur.execute(
+            f"CREATE TEMP TABLE {FLAGGED_TABLE} AS SELECT id, change, SUBSTR(pick, LENGTH(change) + 2) AS reason "
+            f"FROM (SELECT id, MIN(change) AS change, MIN(change || ' ' || reason) AS pick "
+            f"FROM {RESULTS_TABLE} GROUP BY id) g"
+        )
+        cur.execute(f"CREATE INDEX {FLAGGED_TABLE}_id ON {FLAGGED_TABLE} (id)")
+        if self.driver in ("psycopg", "psycopg2"):
+            cur.execute(f"ANALYZE {FLAGGED_TABLE}")  # autovacuum never analyzes TEMP tables
+
+    def _copy_psycopg(self, cur: Any, records: Iterable[FlaggedRecord]) -> None:
+        with cur.copy(f"COPY {RESULTS_TABLE} (id, reason, change) FROM STDIN") as copy:
+            for block in _batches(_copy_lines(records), self.batch_size):
+                copy.write("".join(block))
+
+    def _plan(self, cur: Any, report: ApplyReport) -> list[SqlChange]:
+        """Count what each change will touch, by reason; refuse before any change if a table
+        would lose more than ``max_delete_fraction`` of its rows."""
+        planned = []
+        deleting: Counter[str] = Counter()
+        for change in self.target.changes(self.rules.job_type):
+            cur.execute(change.matched("f.reason, COUNT(*)") + " GROUP BY f.reason")
+            by_reason = {str(reason): int(count) for reason, count in cur.fetchall()}
+            if change.change == DELETE:
+                deleting[change.table] += sum(by_reason.values())
+            add_counts(report, change.table, change.change, by_reason)
+            if by_reason:
+                planned.append(change)
+                self.log.info(
+                    "%s %s: %s", "Would change" if self.dry_run else "Changing", change.table,
+                    ", ".join(f"{n} {change.change} ({reason})" for reason, n in sorted(by_reason.items())),
+                )
+        for table, count in deleting.items():
+            cur.execute(f"SELECT COUNT(*) FROM {table}")
+            check_delete_fraction(self.max_delete_fraction, table, count, int(cur.fetchone()[0]))
+        return planned
+
+    def _apply(self, cur: Any, planned: Sequence[SqlChange]) -> None:
+        if self.target.audit_table and planned:
+            self._write_audit(cur, planned)
+        for change in planned:
+            cur.execute(change.statement())
+            self.log.info("%s: %s rows (%s)", change.table, cur.rowcount, change.change)
+
+    def _write_audit(self, cur: Any, planned: Sequence[SqlChange]) -> None:
+        """One audit row per record changed, naming it by a keyed hash (or as asked), written
+        before the changes in the same transaction, so the trail and the data agree."""
+        audit_table = self.target.audit_table
+        assert self.audit is not None and audit_table
+        cur.execute(f"CREATE TABLE IF NOT EXISTS {audit_table} ({AUDIT_TABLE_DDL})")
+        insert = (
+            f"INSERT INTO {audit_table} ({', '.join(AUDIT_COLUMNS)}) "
+            f"VALUES ({', '.join([self.placeholder] * len(AUDIT_COLUMNS))})"
+        )
+        applied_at = utc_now_text()
+        record_key = self.audit.record_key
+        for change in planned:
+            with _closing(self._streaming_cursor()) as rows:
+                rows.execute(change.matched(f"t.{change.id_column}, f.reason"))
+                while batch := rows.fetchmany(self.batch_size):
+                    cur.executemany(insert, [
+                        (record_key(str(record_id)), change.record_type, change.table, reason,
+                         change.change, self.job_id, self.run_id, applied_at)
+                        for record_id, reason in batch
+                    ])
+
+    def _streaming_cursor(self) -> Any:
+        """A server-side cursor on PostgreSQL, so that the rows come in batches, not all at once."""
+        if self.driver in ("psycopg", "psycopg2"):
+            return self.conn.cursor(name="xc_audit_rows")
+        return self.conn.cursor()
+
+
+class _closing:
+    """``contextlib.closing`` for cursors, which not every driver makes context managers."""
+
+    def __init__(self, cursor: Any) -> None:
+        self.cursor = cursor
+
+    def __enter__(self) -> Any:
+        return self.cursor
+
+    def __exit__(self, *exc: object) -> None:
+        self.cursor.close()
+
+
+def _copy_lines(records: Iterable[FlaggedRecord]) -> Iterator[str]:
+    """Rows in COPY's text format (IDs are digits, changes fixed words; reasons are escaped)."""
+    for record in records:
+        reason = record.reason
+        if not reason.isalnum():
+            reason = reason.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+        yield f"{record.id}\t{reason}\t{record.change}\n"
+
+
+class _CopyStream:
+    """A file-like ``read(size)`` over COPY lines, for psycopg2's ``copy_expert``."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self.lines = lines
+        self.buffer = b""
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self.buffer) < size:
+            block = "".join(islice(self.lines, 4096))
+            if not block:
+                break
+            self.buffer += block.encode()
+        if size < 0:
+            size = len(self.buffer)
+        out, self.buffer = self.buffer[:size], self.buffer[size:]
+        return out
+
+    readline = read
+
+
+def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch

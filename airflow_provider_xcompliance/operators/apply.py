@@ -1,0 +1,245 @@
+"""Step 5: apply a job's results to the user's own data (SQL tables, JSONL/Parquet data sets).
+
+The rules by reason are in :mod:`airflow_provider_xcompliance.changes`; these operators add the
+Airflow side: templated paths, the audit key from a Variable, the report as XCom and as the
+extra of an Asset event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from airflow.sdk import Asset, BaseHook, BaseOperator, Variable
+
+from airflow_provider_xcompliance.changes import (
+    DEFAULT_AUDIT_KEY_VARIABLE,
+    ApplyConfigError,
+    ApplyReport,
+    AuditIdentity,
+    ChangeRules,
+)
+
+
+class _ApplyOperator(BaseOperator):
+    """What both apply operators share: the rules, the audit identity, the report's Asset."""
+
+    ui_color = "#e8fde9"
+
+    def __init__(
+        self,
+        *,
+        results_path: Any,
+        job_type: str,
+        job_id: str | None = None,
+        overrides: Mapping[str, str] | None = None,
+        audit_ids: str = "hmac",
+        audit_key_variable: str = DEFAULT_AUDIT_KEY_VARIABLE,
+        max_delete_fraction: float | None = None,
+        dry_run: bool = False,
+        asset: Asset | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.asset = asset
+        if asset is not None:
+            outlets = kwargs.get("outlets") or []
+            kwargs["outlets"] = [*(outlets if isinstance(outlets, (list, tuple)) else [outlets]), asset]
+        super().__init__(**kwargs)
+        self.results_path = results_path
+        self.job_type = job_type
+        self.job_id = job_id
+        self.overrides = dict(overrides or {})
+        self.audit_ids = audit_ids
+        self.audit_key_variable = audit_key_variable
+        self.max_delete_fraction = max_delete_fraction
+        self.dry_run = dry_run
+        ChangeRules(job_type, self.overrides)  # bad rules fail when the DAG is parsed
+
+    def _dry_run(self) -> bool:
+        """``dry_run`` may be a template (a Param): its rendering is text unless the DAG renders
+        native objects."""
+        if isinstance(self.dry_run, str):
+            return self.dry_run.strip().lower() in ("true", "1", "yes", "on")
+        return bool(self.dry_run)
+
+    def _rules(self) -> ChangeRules:
+        return ChangeRules(self.job_type, self.overrides)
+
+    def _audit_identity(self, audited: bool) -> AuditIdentity | None:
+        """The audit's way of naming records; the HMAC key is read from a Variable (so it can
+        live in a secrets backend), and its absence fails the task before any change."""
+        if not audited:
+            return None
+        key = None
+        if self.audit_ids == "hmac":
+            value = Variable.get(self.audit_key_variable, default=None)
+            key = value.encode() if value else None
+            if not key and self.audit_key_variable != DEFAULT_AUDIT_KEY_VARIABLE:
+                raise ApplyConfigError(
+                    f"audit_ids='hmac' needs a key: the Airflow Variable {self.audit_key_variable!r} "
+                    "(audit_key_variable) is not set"
+                )
+        return AuditIdentity(self.audit_ids, key)
+
+    def _publish(self, context: Any, report: ApplyReport) -> ApplyReport:
+        self.log.info(
+            "%s %s: deleted %s, geo removed %s, kept %s (%s result lines, %.1f s)",
+            "Dry run over" if report["dry_run"] else "Applied to", report["target"],
+            report["deleted"] or 0, report["updated"] or 0, report["kept"] or 0,
+            report["result_lines"], report["seconds"],
+        )
+        if self.asset is not None:
+            context["outlet_events"][self.asset].extra = dict(report)
+        return report
+
+
+class XComplianceApplyToSqlOperator(_ApplyOperator):
+    """Apply results to SQL tables through any common.sql connection, in one transaction.
+
+    tweets jobs delete the flagged tweets from ``table`` (matched by ``id_column``) and set
+    ``geo_columns`` to NULL for ``scrub_geo``; users jobs delete the flagged users' tweets from
+    ``table`` (matched by ``author_id_column``; without one, ``table`` holds the users) and the
+    users from ``users_table``. A second run over the same results changes nothing.
+
+    :param results_path: the results file, a path or any object-storage URL (templated).
+    :param job_type: ``tweets`` or ``users``.
+    :param conn_id: a connection whose hook is a common.sql ``DbApiHook`` (PostgreSQL, SQLite, ...).
+    :param table: the table to change (templated).
+    :param audit_table: where audit rows go (created if missing); None writes no audit.
+    :param audit_ids: how audit rows name a record: ``hmac`` (keyed by the Variable
+        ``audit_key_variable``), ``plain`` or ``none``.
+    :param overrides: per-reason changes, e.g. ``{"protected": "keep"}``.
+    :param max_delete_fraction: refuse (and change nothing) if a table would lose more than this
+        fraction of its rows.
+    :param dry_run: report what would change, and change nothing (templated).
+    :param batch_size: result rows sent to the database at a time.
+    :param job_id: the job, for the audit (templated).
+    """
+
+    template_fields: Sequence[str] = (
+        "results_path", "job_id", "conn_id", "table", "users_table", "audit_table", "dry_run"
+    )
+
+    def __init__(
+        self,
+        *,
+        conn_id: str,
+        table: str,
+        id_column: str = "id",
+        author_id_column: str | None = None,
+        geo_columns: Sequence[str] = (),
+        users_table: str | None = None,
+        users_id_column: str = "id",
+        audit_table: str | None = None,
+        batch_size: int = 10_000,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.conn_id = conn_id
+        self.table = table
+        self.id_column = id_column
+        self.author_id_column = author_id_column
+        self.geo_columns = tuple(geo_columns)
+        self.users_table = users_table
+        self.users_id_column = users_id_column
+        self.audit_table = audit_table
+        self.batch_size = batch_size
+
+    def execute(self, context: Any) -> ApplyReport:
+        from airflow_provider_xcompliance.apply_sql import SqlApplier, SqlTarget
+
+        target = SqlTarget(
+            table=self.table,
+            id_column=self.id_column,
+            author_id_column=self.author_id_column,
+            geo_columns=self.geo_columns,
+            users_table=self.users_table,
+            users_id_column=self.users_id_column,
+            audit_table=self.audit_table,
+        )
+        audit = self._audit_identity(bool(self.audit_table))
+        hook = BaseHook.get_connection(self.conn_id).get_hook()
+        if not hasattr(hook, "get_conn") or not hasattr(hook, "placeholder"):
+            raise ApplyConfigError(f"Connection {self.conn_id!r} is not a SQL (common.sql DbApiHook) connection")
+        conn = hook.get_conn()  # one connection for the whole run: the TEMP tables live in it
+        try:
+            report = SqlApplier(
+                conn,
+                hook.placeholder,
+                self._rules(),
+                target,
+                audit=audit,
+                job_id=self.job_id,
+                run_id=context.get("run_id"),
+                max_delete_fraction=self.max_delete_fraction,
+                dry_run=self._dry_run(),
+                batch_size=self.batch_size,
+                log=self.log,
+            ).run(self.results_path)
+        finally:
+            conn.close()
+        return self._publish(context, report)
+
+
+class XComplianceApplyToFilesOperator(_ApplyOperator):
+    """Apply results to a JSON Lines or Parquet data set in any object store.
+
+    Only the objects that hold flagged records are rewritten, each atomically; untouched JSONL
+    lines stay byte-identical and Parquet keeps its schema. With a ``partition_template`` such as
+    ``date={created_at:%Y-%m-%d}``, a tweets job reads only the partitions that can hold a
+    flagged tweet.
+
+    :param data_path: a folder or an object, any path or object-storage URL (templated).
+    :param format: ``jsonl`` or ``parquet``.
+    :param audit_path: a folder for the audit object (one JSON Lines object per run); None
+        writes no audit.
+    The other parameters are those of :class:`XComplianceApplyToSqlOperator`, with ``_field``
+    for ``_column``.
+    """
+
+    template_fields: Sequence[str] = ("results_path", "job_id", "data_path", "audit_path", "dry_run")
+
+    def __init__(
+        self,
+        *,
+        data_path: Any,
+        format: str = "jsonl",
+        id_field: str = "id",
+        author_id_field: str | None = None,
+        geo_fields: Sequence[str] = (),
+        partition_template: str | None = None,
+        audit_path: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if format not in ("jsonl", "parquet"):
+            raise ApplyConfigError(f"format must be 'jsonl' or 'parquet', not {format!r}")
+        self.data_path = data_path
+        self.format = format
+        self.id_field = id_field
+        self.author_id_field = author_id_field
+        self.geo_fields = tuple(geo_fields)
+        self.partition_template = partition_template
+        self.audit_path = audit_path
+
+    def execute(self, context: Any) -> ApplyReport:
+        from airflow_provider_xcompliance.apply_files import apply_to_files
+
+        report = apply_to_files(
+            self.results_path,
+            self._rules(),
+            self.data_path,
+            format=self.format,
+            id_field=self.id_field,
+            author_id_field=self.author_id_field,
+            geo_fields=self.geo_fields,
+            partition_template=self.partition_template,
+            audit=self._audit_identity(self.audit_path is not None),
+            audit_path=self.audit_path,
+            job_id=self.job_id,
+            run_id=context.get("run_id"),
+            max_delete_fraction=self.max_delete_fraction,
+            dry_run=self._dry_run(),
+            log=self.log,
+        )
+        return self._publish(context, report)
