@@ -19,12 +19,13 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Literal, NamedTuple, TypedDict
+from typing import Any, Literal, NamedTuple
 
 import msgspec
 
 from airflow_provider_xcompliance.exceptions import InvalidResultsError, XComplianceError
 from airflow_provider_xcompliance.models import JOB_TYPES
+from airflow_provider_xcompliance.reports import ApplyReport, TargetCounts
 from airflow_provider_xcompliance.storage import LineTooLong, Location, read_lines, to_path
 
 DELETE = "delete"
@@ -151,30 +152,6 @@ AUDIT_COLUMNS = ("record_key", "record_type", "target", "reason", "change", "job
 
 def utc_now_text() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-class TargetCounts(TypedDict):
-    """Records changed in one table or object."""
-
-    deleted: int
-    updated: int
-
-
-class ApplyReport(TypedDict):
-    """What an apply task returns (XCom) and puts in its Asset event's extra."""
-
-    job_type: str
-    job_id: str | None
-    results_path: str
-    target: str  # the table, or the data set's path
-    dry_run: bool
-    result_lines: int  # lines read from the results file
-    deleted: dict[str, int]  # records deleted, by reason
-    updated: dict[str, int]  # records whose geo data was removed, by reason
-    kept: dict[str, int]  # result lines an override kept, by reason
-    targets: dict[str, TargetCounts]  # per table, or per rewritten object
-    changed: bool  # False when there was nothing to change (e.g. the results were already applied)
-    seconds: float
 
 
 def new_report(

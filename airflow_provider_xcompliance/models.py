@@ -13,6 +13,8 @@ from typing import Any
 
 import pendulum
 
+from airflow_provider_xcompliance.reports import JobMetadata
+
 JOB_TYPES = ("tweets", "users")
 
 CREATED = "created"
@@ -88,20 +90,20 @@ class ComplianceJob:
         """Complete, failed or expired: its status will not change any more."""
         return self.status == COMPLETE or self.has_ended_badly
 
-    def metadata(self) -> dict[str, Any]:
+    def metadata(self) -> JobMetadata:
         """The job without its signed URLs: plain JSON, safe for XCom, logs and trigger events."""
-        return {
-            "id": self.id,
-            "type": self.type,
-            "name": self.name,
-            "status": self.status,
-            "resumable": self.resumable,
-            "created_at": format_timestamp(self.created_at),
-            "upload_expires_at": format_timestamp(self.upload_expires_at),
-            "download_expires_at": format_timestamp(self.download_expires_at),
-            "estimated_completion": format_timestamp(self.estimated_completion),
-            "error": self.error,
-        }
+        return JobMetadata(
+            id=self.id,
+            type=self.type,
+            name=self.name,
+            status=self.status,
+            resumable=self.resumable,
+            created_at=format_timestamp(self.created_at),
+            upload_expires_at=format_timestamp(self.upload_expires_at),
+            download_expires_at=format_timestamp(self.download_expires_at),
+            estimated_completion=format_timestamp(self.estimated_completion),
+            error=self.error,
+        )
 
 
 @dataclass(frozen=True)

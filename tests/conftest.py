@@ -14,6 +14,23 @@ from tests.support import AirflowEnv, SeaweedS3
 from tests.support.postgres import PostgresServer, running_postgres
 
 
+# Test tiers, as markers given here from what a test uses, so no test file has to remember them:
+# ./dev test -m unit runs the fast tier. Registered in pyproject.toml.
+_TIER_BY_FIXTURE = {"airflow_env": "airflow", "seaweed": "integration", "s3_bucket": "integration",
+                    "postgres": "integration"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        tiers = {tier for fixture, tier in _TIER_BY_FIXTURE.items() if fixture in fixtures}
+        tiers |= {mark.name for mark in item.iter_markers() if mark.name in ("distributed", "browser")}
+        if not tiers:
+            tiers.add("unit" if item.path.parent.name == "unit" else "emulator")
+        for tier in tiers:
+            item.add_marker(tier)
+
+
 @pytest.fixture(scope="session")
 def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> AirflowEnv:
     """An AIRFLOW_HOME with a migrated SQLite DB, shared by the session (migrated once)."""

@@ -28,10 +28,14 @@ def test_example_dags_import_cleanly(airflow_env):
     line = next(line for line in result.stdout.splitlines() if line.startswith("DAGBAG "))
     bag = json.loads(line.removeprefix("DAGBAG "))
     assert bag["errors"] == {}
-    assert set(bag["dags"]) == {"x_compliance_tweets", "x_compliance_users", "x_compliance_pipeline", "x_compliance_consumer"}
+    assert set(bag["dags"]) == {"x_compliance_tweets", "x_compliance_users", "x_compliance_pipeline",
+                                "x_compliance_consumer", "x_compliance_tweets_apply"}
     for dag_id in ("x_compliance_tweets", "x_compliance_users"):
         assert bag["dags"][dag_id]["params"] == ["ids_path", "job_type", "results_path"]
         assert bag["dags"][dag_id]["tasks"] == ["compliance.download", "compliance.submit", "compliance.wait"]
+    applying = bag["dags"]["x_compliance_tweets_apply"]
+    assert applying["params"] == ["dry_run", "ids_path", "results_path", "sql_conn_id", "table"]
+    assert applying["tasks"] == ["apply", "compliance.download", "compliance.submit", "compliance.wait"]
     assert "users_compliance.wait" in bag["dags"]["x_compliance_pipeline"]["tasks"]
     assert "tweets_compliance.wait" in bag["dags"]["x_compliance_pipeline"]["tasks"]
 

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from airflow_provider_xcompliance.reports import DownloadSummary, UploadReport
 from airflow_provider_xcompliance.emulator import XComplianceEmulator, expected_results, generate_dataset
 from airflow_provider_xcompliance.exceptions import (
     InvalidIdError,
@@ -173,10 +174,12 @@ def test_round_trip_of_100k_ids_matches_the_ground_truth(monkeypatch, tmp_path, 
         job = hook.create_job("tweets", name="round-trip")
         report = hook.upload_ids(job, ids)
         assert report["ids"] == 100_000 and report["bytes"] == ids.stat().st_size
+        assert set(report) == set(UploadReport.__annotations__) and report["already_uploaded"] is False
         assert emulator.submission_path(job.id).read_bytes() == ids.read_bytes()
         assert wait_until_done(hook, job.id).status == "complete"
 
         summary = hook.download_results(job.id, tmp_path / "out" / "results.jsonl")
+        assert set(summary) == set(DownloadSummary.__annotations__)
         landed = (tmp_path / "out" / "results.jsonl").read_text().splitlines()
         expected = list(expected_results(ids.read_text().split(), "tweets", ground_truth=truth))
         assert [json.loads(line) for line in landed] == expected

@@ -31,6 +31,7 @@ from airflow_provider_xcompliance.exceptions import (
 from airflow_provider_xcompliance.ids import IdNormalizer, blocks_from_ids, normalized_blocks
 from airflow_provider_xcompliance.models import COMPLETE, CREATED, ComplianceJob, RateLimit
 from airflow_provider_xcompliance.progress import Progress
+from airflow_provider_xcompliance.reports import DownloadSummary, UploadReport
 from airflow_provider_xcompliance.results import ResultsSummary
 from airflow_provider_xcompliance.storage import BLOCK_SIZE, Location, atomic_writer, read_blocks, to_path
 from airflow_provider_xcompliance.transfer import (
@@ -198,7 +199,7 @@ class XComplianceHook(BaseHook):
             for _ in _source_blocks(path, size=1):
                 break
 
-    def upload_ids(self, job: ComplianceJob | str, source: IdSource, chunk_size: int = DEFAULT_CHUNK_SIZE) -> dict[str, Any]:
+    def upload_ids(self, job: ComplianceJob | str, source: IdSource, chunk_size: int = DEFAULT_CHUNK_SIZE) -> UploadReport:
         """Stream the IDs of ``source`` to the job's signed upload URL, validating every line.
 
         ``source`` is an ``ObjectStoragePath``, a URL (``s3://conn@bucket/ids.txt``), a local
@@ -244,14 +245,15 @@ class XComplianceHook(BaseHook):
         finally:
             ids.close()
         seconds = progress.done(normalizer.bytes_out, normalizer.ids)
-        return {
-            "job_id": job.id,
-            "source": name,
-            "ids": normalizer.ids,
-            "bytes": normalizer.bytes_out,
-            "resumable": job.resumable,
-            "seconds": round(seconds, 3),
-        }
+        return UploadReport(
+            job_id=job.id,
+            source=name,
+            ids=normalizer.ids,
+            bytes=normalizer.bytes_out,
+            resumable=job.resumable,
+            already_uploaded=False,
+            seconds=round(seconds, 3),
+        )
 
     def _check_upload_window(self, job: ComplianceJob) -> None:
         left = protocol.upload_window_left(job)
@@ -263,7 +265,7 @@ class XComplianceHook(BaseHook):
 
     # --- download -----------------------------------------------------------------------
 
-    def download_results(self, job: ComplianceJob | str, destination: Location) -> dict[str, Any]:
+    def download_results(self, job: ComplianceJob | str, destination: Location) -> DownloadSummary:
         """Stream the job's results to ``destination`` as JSON Lines and summarise them.
 
         A ``destination`` ending in ``/`` is a folder: the results land in it as
@@ -295,13 +297,13 @@ class XComplianceHook(BaseHook):
             job.download_url, lambda: self._complete_job(job.id).download_url, land, what
         )
         seconds = progress.done(summary.bytes, summary.lines)
-        return {
-            "job_id": job.id,
-            "job_type": job.type,
-            "path": str(target),
+        return DownloadSummary(
+            job_id=job.id,
+            job_type=job.type,
+            path=str(target),
             **summary.as_dict(),
-            "seconds": round(seconds, 3),
-        }
+            seconds=round(seconds, 3),
+        )
 
     def _complete_job(self, job_id: str) -> ComplianceJob:
         job = self.get_job(job_id)

@@ -15,6 +15,7 @@ from airflow_provider_xcompliance import DEFAULT_CONN_ID, protocol
 from airflow_provider_xcompliance.exceptions import JobEndedError, XComplianceConflict, XComplianceError
 from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
 from airflow_provider_xcompliance.models import CREATED, ENDED_BADLY, JOB_TYPES, ComplianceJob
+from airflow_provider_xcompliance.reports import DownloadSummary, UploadReport
 from airflow_provider_xcompliance.triggers.compliance import XComplianceJobTrigger
 
 
@@ -126,13 +127,14 @@ class XComplianceUploadIdsOperator(_XComplianceOperator):
         self.job_id = job_id
         self.ids_path = ids_path
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def execute(self, context: Any) -> UploadReport:
         job = self.hook.get_job(self.job_id)
         if job.has_ended_badly:
             raise JobEndedError(job.id, job.status, job.error or "it never received its IDs")
         if job.status != CREATED:
             self.log.info("Job %s is %s: its IDs were uploaded by an earlier try", job.id, job.status)
-            return {"job_id": job.id, "source": str(self.ids_path), "already_uploaded": True}
+            return UploadReport(job_id=job.id, source=str(self.ids_path), ids=None, bytes=None,
+                                resumable=job.resumable, already_uploaded=True, seconds=0.0)
         return self.hook.upload_ids(job, self.ids_path)
 
 
@@ -253,11 +255,11 @@ class XComplianceDownloadResultsOperator(_XComplianceOperator):
         self.job_id = job_id
         self.results_path = results_path
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def execute(self, context: Any) -> DownloadSummary:
         summary = self.hook.download_results(self.job_id, self.results_path)
         self.log.info(
             "Results of job %s at %s: %s lines, by reason %s",
             summary["job_id"], summary["path"], summary["lines"], summary["by_reason"],
         )
-        context["outlet_events"][self.asset].extra = summary
+        context["outlet_events"][self.asset].extra = dict(summary)
         return summary

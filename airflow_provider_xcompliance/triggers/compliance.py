@@ -11,6 +11,8 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_provider_xcompliance import DEFAULT_CONN_ID, protocol
 from airflow_provider_xcompliance.exceptions import XComplianceError, XComplianceRateLimited
 from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
+from airflow_provider_xcompliance.models import ComplianceJob
+from airflow_provider_xcompliance.reports import JobEvent
 
 
 class XComplianceJobTrigger(BaseTrigger):
@@ -21,7 +23,8 @@ class XComplianceJobTrigger(BaseTrigger):
     errors (5xx, timeouts, dropped connections, 429s) are waited out, not reported. The trigger
     only reads, so a fresh instance after a triggerer restart simply carries on.
 
-    The event: ``{"status": <job status> | "error", "job": <job metadata>, "message": str}``.
+    The event is a :class:`~airflow_provider_xcompliance.reports.JobEvent`: the job's final
+    status (or ``"error"``), its metadata, and a message.
     """
 
     def __init__(self, job_id: str, x_conn_id: str = DEFAULT_CONN_ID, poll_interval: float = 60.0) -> None:
@@ -51,11 +54,12 @@ class XComplianceJobTrigger(BaseTrigger):
                 await asyncio.sleep(delay)
                 continue
             except (XComplianceError, ValueError) as error:
-                yield TriggerEvent({"status": "error", "job": {"id": self.job_id}, "message": str(error)})
+                event = JobEvent(status="error", job=ComplianceJob(id=self.job_id).metadata(), message=str(error))
+                yield TriggerEvent(dict(event))
                 return
             if job.has_ended:
                 message = f"Compliance job {job.id} is {job.status}" + (f": {job.error}" if job.error else "")
-                yield TriggerEvent({"status": job.status, "job": job.metadata(), "message": message})
+                yield TriggerEvent(dict(JobEvent(status=str(job.status), job=job.metadata(), message=message)))
                 return
             delay = protocol.next_poll_delay(job, self.poll_interval, hook.last_rate_limit)
             self.log.info("Compliance job %s is %s; next check in %.0f s", job.id, job.status, delay)

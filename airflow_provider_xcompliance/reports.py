@@ -1,0 +1,79 @@
+"""The typed contracts downstream tasks rely on: what the tasks return (XCom), what their Asset
+events carry (``extra``), and what the trigger sends back. Every path fills every key."""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+
+class JobMetadata(TypedDict):
+    """A job without its signed URLs (``ComplianceJob.metadata()``); timestamps are ISO 8601."""
+
+    id: str
+    type: str | None
+    name: str | None
+    status: str | None
+    resumable: bool
+    created_at: str | None
+    upload_expires_at: str | None
+    download_expires_at: str | None
+    estimated_completion: str | None
+    error: str | None
+
+
+class JobEvent(TypedDict):
+    """The trigger's event: the job's final status (or ``"error"``), the job, and a message."""
+
+    status: str
+    job: JobMetadata
+    message: str
+
+
+class UploadReport(TypedDict):
+    """What an upload did. ``already_uploaded`` is true when an earlier try had uploaded the
+    IDs; then ``ids`` and ``bytes`` are None (this try sent nothing)."""
+
+    job_id: str
+    source: str
+    ids: int | None
+    bytes: int | None
+    resumable: bool
+    already_uploaded: bool
+    seconds: float
+
+
+class DownloadSummary(TypedDict):
+    """What landed: the download task's XCom and its Asset event's ``extra``."""
+
+    job_id: str
+    job_type: str | None
+    path: str
+    lines: int  # result lines, duplicates included: the IDs that need action
+    bytes: int
+    by_action: dict[str, int]
+    by_reason: dict[str, int]
+    seconds: float
+
+
+class TargetCounts(TypedDict):
+    """Records changed in one table or object."""
+
+    deleted: int
+    updated: int
+
+
+class ApplyReport(TypedDict):
+    """What an apply task did: its XCom, and its Asset event's ``extra``."""
+
+    job_type: str
+    job_id: str | None
+    results_path: str
+    target: str  # the table, or the data set's path
+    dry_run: bool
+    result_lines: int  # lines read from the results file
+    deleted: dict[str, int]  # records deleted, by reason
+    updated: dict[str, int]  # records whose geo data was removed, by reason
+    kept: dict[str, int]  # result lines an override kept, by reason
+    targets: dict[str, TargetCounts]  # per table, or per rewritten object
+    changed: bool  # False when there was nothing to change (e.g. the results were applied already)
+    seconds: float
