@@ -15,6 +15,8 @@ geo fields are all null is not counted as a change.
 
 from __future__ import annotations
 
+import bisect
+
 import json
 import logging
 import os
@@ -647,10 +649,10 @@ class _ParquetMatcher:
     def masks(self, table: Any, geo: list[str], path: Any) -> tuple[Any, Any]:
         pc = self.pc
         column = self._comparable(table.column(self.plan.match_field), path)
-        deleting = pc.is_in(column, value_set=self._value_set(DELETE, column.type))
+        deleting = pc.is_in(column, value_set=self._value_set(DELETE, column))
         scrubbing = None
         if geo:
-            scrubbing = pc.is_in(column, value_set=self._value_set(SCRUB_GEO, column.type))
+            scrubbing = pc.is_in(column, value_set=self._value_set(SCRUB_GEO, column))
             present = [pc.is_valid(table.column(name)) for name in geo]
             scrubbing = pc.and_(scrubbing, _or_all(present, pc))
         return (
@@ -671,17 +673,28 @@ class _ParquetMatcher:
             f"{path}: column {self.plan.match_field!r} is {kind}, not integer or string IDs"
         )
 
-    def _value_set(self, change: str, kind: Any) -> Any:
+    def _value_set(self, change: str, column: Any) -> Any:
+        """The flagged IDs that can be in ``column``. For integer columns, only those between its
+        smallest and largest value: ``is_in`` hashes its whole value set on every call, and a
+        row group of a date partition spans a narrow range of snowflake IDs."""
+        pa, kind = self.pa, column.type
         key = (change, str(kind))
         if key not in self._sets:
-            ids = [record_id for record_id, (wanted, _) in self.plan.flagged.items() if wanted == change]
-            pa = self.pa
+            ids = sorted(record_id for record_id, (wanted, _) in self.plan.flagged.items() if wanted == change)
             if pa.types.is_integer(kind):
                 limit = 2**64 if kind == pa.uint64() else 2**63  # a larger ID cannot be in the column
-                self._sets[key] = pa.array([record_id for record_id in ids if record_id < limit], kind)
+                ids = ids[: bisect.bisect_left(ids, limit)]
+                self._sets[key] = (ids, pa.array(ids, kind))
             else:
-                self._sets[key] = pa.array([str(record_id) for record_id in ids], kind)
-        return self._sets[key]
+                self._sets[key] = (ids, pa.array([str(record_id) for record_id in ids], kind))
+        ids, values = self._sets[key]
+        if not pa.types.is_integer(kind) or not len(column) or len(ids) < 4096:
+            return values
+        bounds = self.pc.min_max(column).as_py()
+        if bounds["min"] is None:
+            return values.slice(0, 0)
+        lo = bisect.bisect_left(ids, bounds["min"])
+        return values.slice(lo, bisect.bisect_right(ids, bounds["max"]) - lo)
 
 
 def _or_all(masks: list[Any], pc: Any) -> Any:

@@ -13,7 +13,6 @@ them. Results are read as a stream; duplicated IDs and IDs absent from the data 
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -142,7 +141,7 @@ class AuditIdentity:
 
     def record_key(self, record_id: str) -> str | None:
         if self.mode == "hmac":
-            return hmac.new(self.key, record_id.encode(), hashlib.sha256).hexdigest()  # type: ignore[arg-type]
+            return hmac.digest(self.key, record_id.encode(), "sha256").hex()  # type: ignore[arg-type]
         return record_id if self.mode == "plain" else None
 
 

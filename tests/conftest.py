@@ -11,24 +11,28 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support import AirflowEnv, SeaweedS3
+from tests.support.dev_airflow import DevAirflow
 from tests.support.postgres import PostgresServer, running_postgres
 
 
 # Test tiers, as markers given here from what a test uses, so no test file has to remember them:
 # ./dev test -m unit runs the fast tier. Registered in pyproject.toml.
-_TIER_BY_FIXTURE = {"airflow_env": "airflow", "seaweed": "integration", "s3_bucket": "integration",
-                    "postgres": "integration"}
+_TIERS = ("unit", "emulator", "airflow", "integration", "distributed", "browser")
+_TIER_BY_FIXTURE = {"airflow_env": "airflow", "dev_airflow": "airflow", "seaweed": "integration",
+                    "s3_bucket": "integration", "postgres": "integration"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
         tiers = {tier for fixture, tier in _TIER_BY_FIXTURE.items() if fixture in fixtures}
-        tiers |= {mark.name for mark in item.iter_markers() if mark.name in ("distributed", "browser")}
+        tiers |= {mark.name for mark in item.iter_markers() if mark.name in _TIERS}
         if not tiers:
             tiers.add("unit" if item.path.parent.name == "unit" else "emulator")
         for tier in tiers:
             item.add_marker(tier)
+    # Tests of the stopped ./dev airflow run after every test that uses it running (stable order).
+    items.sort(key=lambda item: "stopped_dev_airflow" in getattr(item, "fixturenames", ()))
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +41,28 @@ def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> AirflowEnv:
     env = AirflowEnv(tmp_path_factory.mktemp("airflow_home"))
     env.migrate()
     return env
+
+
+@pytest.fixture(scope="session")
+def dev_airflow(tmp_path_factory: pytest.TempPathFactory, seaweed: SeaweedS3) -> Iterator[DevAirflow]:
+    """``./dev airflow`` (demo.py --standalone: the emulator, airflow standalone, the example DAGs)
+    on a free port, logged in over REST; started once for the browser and the standalone tests.
+    Its environment holds the ``aws`` connection ``seaweed`` to the session's SeaweedFS server."""
+    server = DevAirflow(tmp_path_factory.mktemp("dev_airflow"), seaweed.connection_env("seaweed"))
+    server.start()
+    try:
+        server.wait_ready()
+        server.login()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def stopped_dev_airflow(dev_airflow: DevAirflow) -> DevAirflow:
+    """The same ``./dev airflow``, stopped (the tests that use it are run last)."""
+    dev_airflow.stop()
+    return dev_airflow
 
 
 @pytest.fixture(scope="session")
