@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -13,6 +14,8 @@ from airflow.sdk import ObjectStoragePath
 BLOCK_SIZE = 4 * 1024 * 1024  # reads of ID files and spools: large enough for C-speed checks
 PART_SIZE = 8 * 1024 * 1024  # what an object store's writer buffers before it sends a part (S3: 5 MiB at least)
 LOCAL_PROTOCOLS = ("file", "local", "")
+
+log = logging.getLogger(__name__)
 
 Location = Union[str, os.PathLike, ObjectStoragePath]
 
@@ -58,15 +61,22 @@ def read_lines(path: ObjectStoragePath, max_line: int, size: int = BLOCK_SIZE) -
 def atomic_writer(path: ObjectStoragePath) -> Iterator[IO[bytes]]:
     """Open ``path`` for writing so that it appears complete or not at all.
 
-    Local files are written beside the target and renamed over it; object stores get an
-    uncommitted upload (an S3 multipart upload, a GCS resumable session) that becomes visible
-    only on commit and is discarded if anything fails.
+    Local files are written beside the target, flushed to disk and renamed over it; object
+    stores get an uncommitted upload (an S3 multipart upload, a GCS resumable session) that
+    becomes visible only on commit and is discarded if anything fails.
+
+    Airflow's hook-level lineage sees ``path`` as an output either way: object stores are
+    written through ``ObjectStoragePath.open``, whose file reports each write; a local file is
+    reported once it is in place, under its own name (its hidden partial file never is).
     """
     if path.protocol in LOCAL_PROTOCOLS:
         target = path.path
         os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
         partial = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.{uuid.uuid4().hex}.partial")
         try:
+            # The builtin open, not path.open: fsspec's uncommitted local file is a temporary
+            # file elsewhere (a copy, not a rename, across file systems) whose commit resets the
+            # permission bits; and path.open's lineage would name the partial file.
             with open(partial, "wb") as file:
                 yield file
                 file.flush()
@@ -75,10 +85,13 @@ def atomic_writer(path: ObjectStoragePath) -> Iterator[IO[bytes]]:
         finally:
             if os.path.exists(partial):
                 os.remove(partial)
+        report_output(path)
         return
 
     # Parts of 8 MiB: s3fs would otherwise buffer 50 MiB and copy it whole for each part.
-    file = path.fs.open(path.path, "wb", autocommit=False, block_size=PART_SIZE)
+    # ObjectStoragePath.open passes autocommit and block_size to the file system's open, and
+    # its lineage wrapper passes commit() and discard() through to the file.
+    file = path.open("wb", autocommit=False, block_size=PART_SIZE)
     try:
         yield file
         file.close()
@@ -86,3 +99,15 @@ def atomic_writer(path: ObjectStoragePath) -> Iterator[IO[bytes]]:
     except BaseException:
         file.discard()
         raise
+
+
+def report_output(path: ObjectStoragePath) -> None:
+    """Tell Airflow's hook-level lineage that ``path`` was written, as ``path.open`` would
+    (a no-op unless a lineage reader, such as OpenLineage, is registered). Lineage never fails
+    a write that is already in place."""
+    try:
+        from airflow.sdk.lineage import get_hook_lineage_collector
+
+        get_hook_lineage_collector().add_output_asset(context=path, uri=str(path))
+    except Exception:
+        log.debug("Could not report %s to the hook lineage collector", path, exc_info=True)

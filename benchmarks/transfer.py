@@ -150,6 +150,9 @@ def child(spec: dict) -> dict:
     if kind == "download":
         destination = spec["destination"]
         hook.get_job(spec["job_id"])  # the connection and the session, out of the timing
+        from airflow.sdk.lineage import get_hook_lineage_collector
+
+        get_hook_lineage_collector()  # plugins load on first use: a task runner has loaded them already
         target = to_path(destination)
         if target.protocol not in ("file", "local", ""):
             target.fs.ls(spec["bucket"])  # the object store's client, like the s3fs baseline's

@@ -145,10 +145,10 @@ class XComplianceApplyToSqlOperator(_ApplyOperator):
         self.audit_table = audit_table
         self.batch_size = batch_size
 
-    def execute(self, context: Any) -> ApplyReport:
-        from airflow_provider_xcompliance.apply_sql import SqlApplier, SqlTarget
+    def _target(self) -> Any:
+        from airflow_provider_xcompliance.apply_sql import SqlTarget
 
-        target = SqlTarget(
+        return SqlTarget(
             table=self.table,
             id_column=self.id_column,
             author_id_column=self.author_id_column,
@@ -157,6 +157,11 @@ class XComplianceApplyToSqlOperator(_ApplyOperator):
             users_id_column=self.users_id_column,
             audit_table=self.audit_table,
         )
+
+    def execute(self, context: Any) -> ApplyReport:
+        from airflow_provider_xcompliance.apply_sql import SqlApplier
+
+        target = self._target()
         audit = self._audit_identity(bool(self.audit_table))
         hook = BaseHook.get_connection(self.conn_id).get_hook()
         if not hasattr(hook, "get_conn") or not hasattr(hook, "placeholder"):
@@ -179,6 +184,20 @@ class XComplianceApplyToSqlOperator(_ApplyOperator):
         finally:
             conn.close()
         return self._publish(context, report)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Input: the results file. Outputs: the tables the job type changes (``table``, and
+        ``users_table`` for users jobs) and ``audit_table``, named from the connection by its
+        hook's OpenLineage helpers; none for a dry run, which changes nothing."""
+        from airflow_provider_xcompliance.lineage import operator_lineage, table_datasets, to_dataset
+
+        outputs = []
+        if not self._dry_run():
+            tables = [change.table for change in self._target().changes(self.job_type)]
+            if self.audit_table:
+                tables.append(self.audit_table)
+            outputs = table_datasets(BaseHook.get_connection(self.conn_id).get_hook(), tables)
+        return operator_lineage([to_dataset(self.results_path)], outputs)
 
 
 class XComplianceApplyToFilesOperator(_ApplyOperator):
@@ -243,3 +262,15 @@ class XComplianceApplyToFilesOperator(_ApplyOperator):
             log=self.log,
         )
         return self._publish(context, report)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Input: the results file. Outputs: the data set (``data_path``, a folder or one object)
+        and the ``audit_path`` folder; none for a dry run, which writes nothing."""
+        from airflow_provider_xcompliance.lineage import operator_lineage, to_dataset
+
+        outputs = []
+        if not self._dry_run():
+            outputs = [to_dataset(self.data_path)]
+            if self.audit_path is not None:
+                outputs.append(to_dataset(self.audit_path))
+        return operator_lineage([to_dataset(self.results_path)], outputs)

@@ -50,6 +50,20 @@ class _XComplianceOperator(BaseOperator):
     def hook(self) -> XComplianceHook:
         return XComplianceHook(x_conn_id=self.x_conn_id)
 
+    def _job_datasets(self, job_type: str | None) -> list[Any]:
+        """The X side of a transfer as OpenLineage sees it: the ``job_type`` jobs at this
+        connection's API (none when the type or the connection is unknown)."""
+        from airflow_provider_xcompliance.lineage import job_dataset
+
+        if not job_type:
+            return []
+        try:
+            base_url = self.hook.settings.base_url  # cached since execute
+        except Exception:
+            self.log.debug("No API URL for the lineage of %s", self.task_id, exc_info=True)
+            return []
+        return [job_dataset(base_url, job_type)]
+
 
 class _JobCreating(_XComplianceOperator):
     """Creating a job idempotently: a retried task finds the job its earlier try created."""
@@ -110,6 +124,12 @@ class XComplianceCreateJobOperator(_JobCreating):
         self._publish(context, job)
         return job.id
 
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """No data set: creating a job reads and writes no data."""
+        from airflow_provider_xcompliance.lineage import operator_lineage
+
+        return operator_lineage()
+
 
 class XComplianceUploadIdsOperator(_XComplianceOperator):
     """Stream the IDs at ``ids_path`` to a job's upload URL; returns the upload report.
@@ -126,9 +146,11 @@ class XComplianceUploadIdsOperator(_XComplianceOperator):
         super().__init__(**kwargs)
         self.job_id = job_id
         self.ids_path = ids_path
+        self.job_type: str | None = None  # learnt in execute, for the lineage
 
     def execute(self, context: Any) -> UploadReport:
         job = self.hook.get_job(self.job_id)
+        self.job_type = job.type
         if job.has_ended_badly:
             raise JobEndedError(job.id, job.status, job.error or "it never received its IDs")
         if job.status != CREATED:
@@ -136,6 +158,13 @@ class XComplianceUploadIdsOperator(_XComplianceOperator):
             return UploadReport(job_id=job.id, source=str(self.ids_path), ids=None, bytes=None,
                                 resumable=job.resumable, already_uploaded=True, seconds=0.0)
         return self.hook.upload_ids(job, self.ids_path)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Input: the ID file. Output: the jobs of its type at X (``x-compliance://<API host>``,
+        ``jobs/<job type>``)."""
+        from airflow_provider_xcompliance.lineage import operator_lineage, to_dataset
+
+        return operator_lineage([to_dataset(self.ids_path)], self._job_datasets(self.job_type))
 
 
 class XComplianceSubmitJobOperator(_JobCreating):
@@ -200,6 +229,13 @@ class XComplianceSubmitJobOperator(_JobCreating):
         self.log.info("%s; creating our job now", event.get("message"))
         return self.execute(context)
 
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Input: the ID file. Output: the jobs of its type at X (``x-compliance://<API host>``,
+        ``jobs/<job type>``)."""
+        from airflow_provider_xcompliance.lineage import operator_lineage, to_dataset
+
+        return operator_lineage([to_dataset(self.ids_path)], self._job_datasets(self.job_type))
+
     def _blocking_job(self) -> ComplianceJob | None:
         """The active job that keeps ours from being created (of either type: the API's
         one-active-job rule is per type in some descriptions and global in others)."""
@@ -254,12 +290,26 @@ class XComplianceDownloadResultsOperator(_XComplianceOperator):
         super().__init__(**kwargs)
         self.job_id = job_id
         self.results_path = results_path
+        self.job_type = job_type
+        self.written_path: str | None = None  # the object execute wrote, for the lineage
 
     def execute(self, context: Any) -> DownloadSummary:
         summary = self.hook.download_results(self.job_id, self.results_path)
+        self.written_path = summary["path"]
+        self.job_type = summary["job_type"] or self.job_type
         self.log.info(
             "Results of job %s at %s: %s lines, by reason %s",
             summary["job_id"], summary["path"], summary["lines"], summary["by_reason"],
         )
         context["outlet_events"][self.asset].extra = dict(summary)
         return summary
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Input: the jobs of its type at X. Output: the results object written (a
+        ``results_path`` folder's ``<job type>-<job id>.jsonl``)."""
+        from airflow_provider_xcompliance.lineage import operator_lineage, to_dataset
+
+        written = self.written_path
+        if written is None and not str(self.results_path).endswith("/"):
+            written = self.results_path  # the exact object, though this operator did not run here
+        return operator_lineage(self._job_datasets(self.job_type), [to_dataset(written)] if written else [])

@@ -7,8 +7,8 @@ from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.providers.common.compat.sdk import AirflowFailException, conf
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_xcompliance import DEFAULT_CONN_ID, protocol
 from airflow_provider_xcompliance.exceptions import XComplianceError
