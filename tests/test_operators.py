@@ -121,9 +121,9 @@ def test_tweets_dag_lands_results_in_s3(airflow_env, dataset, seaweed, s3_bucket
 
 @pytest.mark.parametrize("deferrable", [True, False], ids=["deferred", "poke"])
 def test_failed_job_fails_the_sensor_with_its_error(airflow_env, tmp_path, deferrable):
-    # `airflow dags test` takes about 7 s to start its first task: the job must still be
-    # running then (20 s of processing) for the sensor to have something to wait for.
-    with XComplianceEmulator(token=TOKEN, data_dir=tmp_path / "emu", speed=45, processing_seconds=900) as emulator:
+    # `airflow dags test` takes about 7 s to start its first task (over 20 s on a loaded machine):
+    # the job must still be running then (40 s of processing) for the sensor to have something to wait for.
+    with XComplianceEmulator(token=TOKEN, data_dir=tmp_path / "emu", speed=45, processing_seconds=1800) as emulator:
         job = requests.post(f"{emulator.base_url}/2/compliance/jobs", json={"type": "tweets"},
                             headers={"Authorization": f"Bearer {TOKEN}"}).json()["data"]
         # A careless client uploads a file with a bad line; the job ends "failed".
@@ -140,7 +140,8 @@ def test_failed_job_fails_the_sensor_with_its_error(airflow_env, tmp_path, defer
 
 
 def test_expired_job_fails_the_sensor(airflow_env, tmp_path):
-    with XComplianceEmulator(token=TOKEN, data_dir=tmp_path / "emu", speed=45) as emulator:  # a 20 s window
+    # a 45 s window: the sensor's first check must come before it ends, even on a loaded machine
+    with XComplianceEmulator(token=TOKEN, data_dir=tmp_path / "emu", speed=20) as emulator:
         job = requests.post(f"{emulator.base_url}/2/compliance/jobs", json={"type": "users"},
                             headers={"Authorization": f"Bearer {TOKEN}"}).json()["data"]
         run = airflow_env.dags_test("xc_wait", TEST_DAGS, conf={"job_id": job["id"]}, env=x_connection(emulator))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
@@ -35,6 +35,12 @@ def default_job_name(context: Any) -> str:
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     prefix = f"{ti.dag_id}.{ti.task_id}"[: protocol.MAX_JOB_NAME - len(digest) - 1]
     return f"{prefix}-{digest}"
+
+
+def _already_uploaded(job: ComplianceJob, ids_path: Any) -> UploadReport:
+    """The upload report of a try that found its job past ``created``: an earlier try sent the IDs."""
+    return UploadReport(job_id=job.id, source=str(ids_path), ids=None, bytes=None,
+                        resumable=job.resumable, already_uploaded=True, seconds=0.0)
 
 
 class _XComplianceOperator(BaseOperator):
@@ -78,20 +84,20 @@ class _JobCreating(_XComplianceOperator):
         return self.job_name or default_job_name(context)
 
     def _existing_job(self, context: Any) -> ComplianceJob | None:
-        """This run's job from an earlier try, if it can still be used."""
-        name = self._job_name(context)
-        run_start: datetime | None = getattr(context.get("dag_run"), "start_date", None)
-        for job in self.hook.list_jobs(self.job_type):
-            if job.name != name or job.status in ENDED_BADLY:
-                continue
-            if run_start and job.created_at and job.created_at < run_start - protocol.CLOCK_SKEW:
-                continue  # a job of the same name from an earlier run
-            window_left = protocol.upload_window_left(job)
-            if job.status == CREATED and window_left is not None and window_left <= timedelta(0):
-                continue  # its upload URL is dead: a new job is needed
+        """This run's job from an earlier try (or from before a Clear), if it can still serve.
+
+        The default name is unique to the DAG, run, task and map index, so any job of that name
+        is this run's. A name the user gives may repeat across runs: then only jobs created
+        after the run was (its ``run_after``, which a Clear keeps) count.
+        """
+        created_after = None
+        if self.job_name:
+            dag_run = context.get("dag_run")
+            created_after = getattr(dag_run, "run_after", None) or getattr(dag_run, "start_date", None)
+        job = protocol.own_job(self.hook.list_jobs(self.job_type), self._job_name(context), created_after)
+        if job is not None:
             self.log.info("Found job %s (%s) from an earlier try; using it", job.id, job.status)
-            return job
-        return None
+        return job
 
     def _create(self, context: Any) -> ComplianceJob:
         name = self._job_name(context)
@@ -155,8 +161,7 @@ class XComplianceUploadIdsOperator(_XComplianceOperator):
             raise JobEndedError(job.id, job.status, job.error or "it never received its IDs")
         if job.status != CREATED:
             self.log.info("Job %s is %s: its IDs were uploaded by an earlier try", job.id, job.status)
-            return UploadReport(job_id=job.id, source=str(self.ids_path), ids=None, bytes=None,
-                                resumable=job.resumable, already_uploaded=True, seconds=0.0)
+            return _already_uploaded(job, self.ids_path)
         return self.hook.upload_ids(job, self.ids_path)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
@@ -217,7 +222,7 @@ class XComplianceSubmitJobOperator(_JobCreating):
             report = self.hook.upload_ids(job, self.ids_path)
         else:
             self.log.info("Job %s is %s: its IDs were uploaded by an earlier try", job.id, job.status)
-            report = {"job_id": job.id, "source": str(self.ids_path), "already_uploaded": True}
+            report = _already_uploaded(job, self.ids_path)
         self._publish(context, job)
         context["ti"].xcom_push(key="upload", value=report)
         return job.id
@@ -254,10 +259,11 @@ class XComplianceSubmitJobOperator(_JobCreating):
                 timeout=self.wait_timeout,
             )
         deadline = time.monotonic() + self.wait_timeout.total_seconds()
-        while self.hook.get_job(blocker.id).is_active:
+        while (job := self.hook.get_job(blocker.id)).is_active:
             if time.monotonic() > deadline:
                 raise XComplianceError(f"Compliance job {blocker.id} was still active after {self.wait_timeout}")
-            time.sleep(self.poll_interval)
+            # paced like the trigger: a created job is woken for when its upload window ends
+            time.sleep(protocol.next_poll_delay(job, self.poll_interval, self.hook.last_rate_limit))
 
 
 class XComplianceDownloadResultsOperator(_XComplianceOperator):

@@ -190,3 +190,35 @@ def test_a_retry_budget_counts_failures_in_a_row():
     assert budget.delay(transient) is None  # the third failure in a row: give up
     budget.progressed()
     assert budget.delay(transient) is not None  # progress starts the count again
+
+
+# --- the one rule for reusing a job -------------------------------------------------------
+
+
+def _job(name, status="created", created_minutes_ago=5, window_minutes_left=10, job_id="1"):
+    now = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
+    return ComplianceJob(id=job_id, name=name, status=status, created_at=now - timedelta(minutes=created_minutes_ago),
+                         upload_expires_at=now + timedelta(minutes=window_minutes_left)), now
+
+
+def test_own_job_is_the_newest_usable_job_of_that_name():
+    (mine, now), (other, _) = _job("run-a", job_id="1"), _job("run-b", job_id="2")
+    assert protocol.own_job([other, mine], "run-a", now=now) is mine
+    assert protocol.own_job([other], "run-a", now=now) is None
+
+
+def test_own_job_skips_ended_jobs_and_dead_upload_windows_but_keeps_started_ones():
+    failed, now = _job("n", status="failed")
+    dead, _ = _job("n", window_minutes_left=-1)
+    running, _ = _job("n", status="in_progress", window_minutes_left=-30)
+    assert protocol.own_job([failed, dead], "n", now=now) is None
+    assert protocol.own_job([failed, dead, running], "n", now=now) is running
+
+
+def test_own_job_ignores_creation_time_unless_asked():
+    """A cleared task (whose run has a new start date) still finds its run's job by its unique name;
+    a reused user-given name counts only jobs created after the run was."""
+    old, now = _job("weekly", created_minutes_ago=60 * 24 * 7, status="complete")
+    assert protocol.own_job([old], "weekly", now=now) is old
+    assert protocol.own_job([old], "weekly", created_after=now - timedelta(hours=1), now=now) is None
+    assert protocol.own_job([old], "weekly", created_after=now - timedelta(days=8), now=now) is old
