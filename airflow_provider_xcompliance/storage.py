@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Union
@@ -63,7 +62,10 @@ def atomic_writer(path: ObjectStoragePath) -> Iterator[IO[bytes]]:
 
     Local files are written beside the target, flushed to disk and renamed over it; object
     stores get an uncommitted upload (an S3 multipart upload, a GCS resumable session) that
-    becomes visible only on commit and is discarded if anything fails.
+    becomes visible only on commit and is discarded if anything fails. What a killed attempt
+    leaves (a partial file, an S3 multipart upload of the same key) is replaced or aborted by the
+    next one, so retries leave nothing that grows. Two writers of one target at once are not
+    supported (no task does that).
 
     Airflow's hook-level lineage sees ``path`` as an output either way: object stores are
     written through ``ObjectStoragePath.open``, whose file reports each write; a local file is
@@ -72,7 +74,9 @@ def atomic_writer(path: ObjectStoragePath) -> Iterator[IO[bytes]]:
     if path.protocol in LOCAL_PROTOCOLS:
         target = path.path
         os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
-        partial = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.{uuid.uuid4().hex}.partial")
+        # One name per target: an attempt killed mid-write leaves its partial file behind, and
+        # the next attempt writes over it instead of adding another.
+        partial = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.partial")
         try:
             # The builtin open, not path.open: fsspec's uncommitted local file is a temporary
             # file elsewhere (a copy, not a rename, across file systems) whose commit resets the
@@ -88,6 +92,7 @@ def atomic_writer(path: ObjectStoragePath) -> Iterator[IO[bytes]]:
         report_output(path)
         return
 
+    _abort_stale_uploads(path)
     # Parts of 8 MiB: s3fs would otherwise buffer 50 MiB and copy it whole for each part.
     # ObjectStoragePath.open passes autocommit and block_size to the file system's open, and
     # its lineage wrapper passes commit() and discard() through to the file.
@@ -99,6 +104,24 @@ def atomic_writer(path: ObjectStoragePath) -> Iterator[IO[bytes]]:
     except BaseException:
         file.discard()
         raise
+
+
+def _abort_stale_uploads(path: ObjectStoragePath) -> None:
+    """Abort the S3 multipart uploads of this very key that earlier, killed attempts left open
+    (S3 keeps and bills their parts until aborted). GCS resumable sessions and Azure's
+    uncommitted blocks expire on their own within a week."""
+    if path.protocol not in ("s3", "s3a") or not hasattr(path.fs, "call_s3"):
+        return
+    bucket, key = path.bucket, path.key
+    try:
+        answer = path.fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=key)
+    except Exception:  # listing may be forbidden; the write itself does not need it
+        log.debug("Could not list the multipart uploads of %s", path, exc_info=True)
+        return
+    for upload in answer.get("Uploads", []):
+        if upload.get("Key") == key:
+            log.info("Aborting an unfinished multipart upload of %s left by an earlier attempt", path)
+            path.fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload["UploadId"])
 
 
 def report_output(path: ObjectStoragePath) -> None:
