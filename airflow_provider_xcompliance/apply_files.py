@@ -16,7 +16,6 @@ geo fields are all null is not counted as a change.
 from __future__ import annotations
 
 import bisect
-
 import json
 import logging
 import os
@@ -680,7 +679,9 @@ class _ParquetMatcher:
         pa, kind = self.pa, column.type
         key = (change, str(kind))
         if key not in self._sets:
-            ids = sorted(record_id for record_id, (wanted, _) in self.plan.flagged.items() if wanted == change)
+            ids = sorted(
+                record_id for record_id, (wanted, _) in self.plan.flagged.items() if wanted == change
+            )
             if pa.types.is_integer(kind):
                 limit = 2**64 if kind == pa.uint64() else 2**63  # a larger ID cannot be in the column
                 ids = ids[: bisect.bisect_left(ids, limit)]

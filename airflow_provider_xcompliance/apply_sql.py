@@ -53,7 +53,9 @@ def sql_name(value: Any, what: str) -> str:
     """A table or column name, checked: names become SQL text, so only plain (optionally
     schema-qualified) identifiers are accepted."""
     if not isinstance(value, str) or not _NAME.fullmatch(value):
-        raise ApplyConfigError(f"{what} {value!r} is not a plain SQL name (letters, digits, _, one optional 'schema.')")
+        raise ApplyConfigError(
+            f"{what} {value!r} is not a plain SQL name (letters, digits, _, one optional 'schema.')"
+        )
     return value
 
 
@@ -123,7 +125,9 @@ class SqlTarget:
             changes = [SqlChange(self.table, self.id_column, DELETE, "tweet", self.id_column)]
             if self.geo_columns:
                 changes.append(
-                    SqlChange(self.table, self.id_column, SCRUB_GEO, "tweet", self.id_column, self.geo_columns)
+                    SqlChange(
+                        self.table, self.id_column, SCRUB_GEO, "tweet", self.id_column, self.geo_columns
+                    )
                 )
             return changes
         if self.author_id_column:  # `table` holds tweets, matched by their author
@@ -131,13 +135,17 @@ class SqlTarget:
         else:  # `table` holds the users themselves
             changes = [SqlChange(self.table, self.id_column, DELETE, "user", self.id_column)]
         if self.users_table:
-            changes.append(SqlChange(self.users_table, self.users_id_column, DELETE, "user", self.users_id_column))
+            changes.append(
+                SqlChange(self.users_table, self.users_id_column, DELETE, "user", self.users_id_column)
+            )
         return changes
 
     def required_columns(self, job_type: str) -> dict[str, set[str]]:
         needed: dict[str, set[str]] = {}
         for change in self.changes(job_type):
-            needed.setdefault(change.table, set()).update({change.column, change.id_column, *change.geo_columns})
+            needed.setdefault(change.table, set()).update(
+                {change.column, change.id_column, *change.geo_columns}
+            )
         return needed
 
 
@@ -165,7 +173,9 @@ class SqlApplier:
         if target.audit_table and audit is None:
             raise ApplyConfigError("an audit_table needs an AuditIdentity")
         if rules.job_type == "tweets" and target.author_id_column:
-            raise ApplyConfigError("author_id_column is for users jobs (a tweets job matches tweets by their id_column)")
+            raise ApplyConfigError(
+                "author_id_column is for users jobs (a tweets job matches tweets by their id_column)"
+            )
         self.conn = conn
         self.placeholder = placeholder
         self.rules = rules
@@ -204,13 +214,17 @@ class SqlApplier:
             raise
         except Exception as exc:
             self.conn.rollback()
-            raise ApplyFailed(f"Applying {results_path} to {self.target.table} failed; nothing was changed: {exc}") from exc
+            raise ApplyFailed(
+                f"Applying {results_path} to {self.target.table} failed; nothing was changed: {exc}"
+            ) from exc
         finally:
             if self.driver == "sqlite3":
                 self.conn.isolation_level = sqlite_mode
         report["seconds"] = round(time.monotonic() - started, 3)
         if not report["changed"]:
-            self.log.info("Nothing to change: no stored record is flagged (or these results were applied already)")
+            self.log.info(
+                "Nothing to change: no stored record is flagged (or these results were applied already)"
+            )
         return report
 
     def _begin(self) -> None:
@@ -260,11 +274,13 @@ class SqlApplier:
                 else:
                     yield record
 
-        self._write_rows(cur, RESULTS_TABLE, ("id", "reason", "change"),
-                         ((r.id, r.reason, r.change) for r in to_change()))
+        self._write_rows(
+            cur, RESULTS_TABLE, ("id", "reason", "change"), ((r.id, r.reason, r.change) for r in to_change())
+        )
         report["kept"] = dict(sorted(kept.items()))
         cur.execute(
-            f"CREATE TEMP TABLE {FLAGGED_TABLE} AS SELECT id, change, SUBSTR(pick, LENGTH(change) + 2) AS reason "
+            f"CREATE TEMP TABLE {FLAGGED_TABLE} AS "
+            f"SELECT id, change, SUBSTR(pick, LENGTH(change) + 2) AS reason "
             f"FROM (SELECT id, MIN(change) AS change, MIN(change || ' ' || reason) AS pick "
             f"FROM {RESULTS_TABLE} GROUP BY id) g"
         )
@@ -272,11 +288,14 @@ class SqlApplier:
         if self.postgres:
             cur.execute(f"ANALYZE {FLAGGED_TABLE}")  # autovacuum never analyzes TEMP tables
 
-    def _write_rows(self, cur: Any, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    def _write_rows(
+        self, cur: Any, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+    ) -> None:
         """Rows into a table: COPY on PostgreSQL (ten times faster than INSERTs there), batched
         INSERTs elsewhere. An error raised while the rows are produced comes out as itself."""
         if not self.postgres:
-            insert = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([self.placeholder] * len(columns))})"
+            values = ", ".join([self.placeholder] * len(columns))
+            insert = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values})"
             for batch in _batches(rows, self.batch_size):
                 cur.executemany(insert, batch)
             return
@@ -303,7 +322,10 @@ class SqlApplier:
         for number, change in enumerate(self.target.changes(self.rules.job_type)):
             # The touched rows, read from the (large) table once: counted here, audited later.
             touched = f"xc_touched_{number}"
-            cur.execute(f"CREATE TEMP TABLE {touched} AS " + change.matched(f"t.{change.id_column} AS record_id, f.reason"))
+            cur.execute(
+                f"CREATE TEMP TABLE {touched} AS "
+                + change.matched(f"t.{change.id_column} AS record_id, f.reason")
+            )
             self._touched_tables.append(touched)
             cur.execute(f"SELECT reason, COUNT(*) FROM {touched} GROUP BY reason")
             by_reason = {str(reason): int(count) for reason, count in cur.fetchall()}
@@ -313,7 +335,9 @@ class SqlApplier:
             if by_reason:
                 planned.append((change, touched))
                 self.log.info(
-                    "%s %s: %s", "Would change" if self.dry_run else "Changing", change.table,
+                    "%s %s: %s",
+                    "Would change" if self.dry_run else "Changing",
+                    change.table,
                     ", ".join(f"{n} {change.change} ({reason})" for reason, n in sorted(by_reason.items())),
                 )
         for table, count in deleting.items() if self.max_delete_fraction is not None else ():
@@ -341,11 +365,24 @@ class SqlApplier:
                 rows.execute(f"SELECT record_id, reason FROM {touched}")
                 # A batch is fetched, then copied: a connection cannot FETCH in the middle of a COPY.
                 while batch := rows.fetchmany(self.batch_size):
-                    self._write_rows(cur, audit_table, AUDIT_COLUMNS, [
-                        (record_key(str(record_id)), change.record_type, change.table, reason,
-                         change.change, self.job_id, self.run_id, applied_at)
-                        for record_id, reason in batch
-                    ])
+                    self._write_rows(
+                        cur,
+                        audit_table,
+                        AUDIT_COLUMNS,
+                        [
+                            (
+                                record_key(str(record_id)),
+                                change.record_type,
+                                change.table,
+                                reason,
+                                change.change,
+                                self.job_id,
+                                self.run_id,
+                                applied_at,
+                            )
+                            for record_id, reason in batch
+                        ],
+                    )
 
     def _streaming_cursor(self) -> Any:
         """A server-side cursor on PostgreSQL, so that the rows come in batches, not all at once."""

@@ -17,7 +17,7 @@ import hmac
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple
 
 import msgspec
@@ -135,7 +135,7 @@ class AuditIdentity:
             raise ApplyConfigError(
                 "audit_ids='hmac' needs a key, and none is set. Set the Airflow Variable "
                 f"{DEFAULT_AUDIT_KEY_VARIABLE!r} (or the one audit_key_variable names), e.g. "
-                f"`airflow variables set {DEFAULT_AUDIT_KEY_VARIABLE} \"$(openssl rand -hex 32)\"`, "
+                f'`airflow variables set {DEFAULT_AUDIT_KEY_VARIABLE} "$(openssl rand -hex 32)"`, '
                 "or keep it in a secrets backend; or pass audit_ids='plain' or 'none'"
             )
 
@@ -150,7 +150,7 @@ AUDIT_COLUMNS = ("record_key", "record_type", "target", "reason", "change", "job
 
 
 def utc_now_text() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def new_report(
@@ -185,9 +185,7 @@ def add_counts(report: ApplyReport, target: str, change: str, by_reason: Mapping
     report["changed"] = True
 
 
-def check_delete_fraction(
-    max_delete_fraction: float | None, target: str, deleting: int, total: int
-) -> None:
+def check_delete_fraction(max_delete_fraction: float | None, target: str, deleting: int, total: int) -> None:
     """Refuse a run that would delete more than the allowed fraction of a table or data set:
     a wrong ID column must not wipe it."""
     if max_delete_fraction is None or not total:

@@ -72,8 +72,10 @@ class XComplianceUsageCapped(XComplianceAPIError):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.args = (
-            f"The X app's usage cap is spent ({self.args[0]}); waiting will not help: "
-            "raise the plan's cap or wait for the next billing period",
+            (
+                f"The X app's usage cap is spent ({self.args[0]}); waiting will not help: "
+                "raise the plan's cap or wait for the next billing period"
+            ),
         )
 
 

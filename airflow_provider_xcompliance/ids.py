@@ -69,7 +69,7 @@ def _any_too_large(lines: bytes) -> bool:
     def too_large(start: int) -> bool:
         end = start + _MAX_DIGITS
         line = lines[start:end]
-        return lines[end:end + 1] == b"\n" and line > _MAX_ID_BYTES and b"\n" not in line
+        return lines[end : end + 1] == b"\n" and line > _MAX_ID_BYTES and b"\n" not in line
 
     if lines[:1] == b"9" and too_large(0):
         return True
@@ -116,7 +116,9 @@ class IdNormalizer:
         if not cut:
             self._tail += block
             if len(self._tail) > MAX_LINE:
-                raise InvalidIdError(self.source, self._lines_done + 1, self._tail[:40].replace(b"\r", b"\\r"))
+                raise InvalidIdError(
+                    self.source, self._lines_done + 1, self._tail[:40].replace(b"\r", b"\\r")
+                )
             return b""
         if self._tail:  # one copy: the unfinished line of the last block, then this block's lines
             lines = b"".join((self._tail, memoryview(block)[:cut]))
@@ -155,7 +157,9 @@ class IdNormalizer:
         return (b"\n".join(kept) + b"\n" if kept else b""), len(kept)
 
 
-def normalized_blocks(blocks: Iterable[bytes], source: str, normalizer: IdNormalizer | None = None) -> Iterator[bytes]:
+def normalized_blocks(
+    blocks: Iterable[bytes], source: str, normalizer: IdNormalizer | None = None
+) -> Iterator[bytes]:
     """Clean every block of ``blocks``; pass a normalizer to read its counts afterwards."""
     normalizer = normalizer or IdNormalizer(source)
     for block in blocks:

@@ -32,5 +32,12 @@ class Progress:
     def _report(self, template: str, nbytes: int, count: int, now: float) -> None:
         seconds = max(now - self.started, 1e-6)
         self.log.info(
-            template, self.action, f"{count:,}", self.unit, nbytes / MIB, count / seconds, self.unit, nbytes / MIB / seconds
+            template,
+            self.action,
+            f"{count:,}",
+            self.unit,
+            nbytes / MIB,
+            count / seconds,
+            self.unit,
+            nbytes / MIB / seconds,
         )

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import random
 import re
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from xml.etree import ElementTree
 
@@ -137,7 +137,8 @@ def list_jobs_params(job_type: str, status: str | None = None) -> dict[str, str]
     if status:
         if status not in LISTABLE_STATUSES:
             raise ValueError(
-                f"Cannot list jobs by status {status!r}: the API filters only by {', '.join(LISTABLE_STATUSES)}"
+                f"Cannot list jobs by status {status!r}: "
+                f"the API filters only by {', '.join(LISTABLE_STATUSES)}"
             )
         params["status"] = status
     return params
@@ -166,10 +167,12 @@ def parse_rate_limit(headers: Mapping[str, str]) -> RateLimit:
             return None
 
     try:
-        reset_at = datetime.fromtimestamp(number("x-rate-limit-reset"), tz=timezone.utc)
+        reset_at = datetime.fromtimestamp(number("x-rate-limit-reset"), tz=UTC)
     except (TypeError, ValueError, OverflowError, OSError):  # absent or absurd
         reset_at = None
-    return RateLimit(limit=number("x-rate-limit-limit"), remaining=number("x-rate-limit-remaining"), reset_at=reset_at)
+    return RateLimit(
+        limit=number("x-rate-limit-limit"), remaining=number("x-rate-limit-remaining"), reset_at=reset_at
+    )
 
 
 def read_api_answer(status: int, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
@@ -196,7 +199,9 @@ def read_api_answer(status: int, headers: Mapping[str, str], body: bytes) -> dic
         title=title,
         detail=detail,
         type=str(problem.get("type") or "about:blank"),
-        errors=[e for e in problem.get("errors") or [] if isinstance(e, dict)] if isinstance(problem.get("errors"), list) else None,
+        errors=[e for e in problem.get("errors") or [] if isinstance(e, dict)]
+        if isinstance(problem.get("errors"), list)
+        else None,
     )
     if status == 429 and str(kwargs["type"]).endswith("/usage-capped"):
         raise XComplianceUsageCapped(**kwargs)
@@ -226,7 +231,9 @@ def _error_from_partial(status: int, errors: list[dict[str, Any]]) -> XComplianc
 def job_from_answer(document: dict[str, Any]) -> ComplianceJob:
     data = document.get("data")
     if not isinstance(data, dict) or not data.get("id"):
-        raise XComplianceServerError(status=200, title="Malformed answer", detail="no job with an id in 'data'")
+        raise XComplianceServerError(
+            status=200, title="Malformed answer", detail="no job with an id in 'data'"
+        )
     return ComplianceJob.from_api(data)
 
 
@@ -330,8 +337,9 @@ class RetryBudget:
     def progressed(self) -> None:
         self.failures = 0
 
-    def next_wait(self, error: Exception, log: Any, what: str | None = None,
-                  give_up: Exception | None = None) -> float:
+    def next_wait(
+        self, error: Exception, log: Any, what: str | None = None, give_up: Exception | None = None
+    ) -> float:
         """Seconds to wait after ``error`` (logged, after ``what`` failed), or raise ``give_up``
         (else ``error``) when the budget is spent. Every retry loop goes through it: the API
         calls, sync and async, and the signed-URL transfers."""
@@ -349,7 +357,7 @@ def rate_limit_wait(reset_at: datetime | None, now: datetime | None = None) -> f
     """Seconds until a rate-limit window resets (plus a second of slack); 60 s when unknown."""
     if reset_at is None:
         return 60.0
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     return max(1.0, (reset_at - now).total_seconds() + 1.0)
 
 
@@ -367,7 +375,7 @@ def next_poll_delay(
     faster than the endpoint's remaining budget spread over the rest of its rate-limit window,
     so that polling never runs into a 429.
     """
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     delay = poll_interval
     if job.estimated_completion is not None and job.estimated_completion > now:
         delay = (job.estimated_completion - now).total_seconds() + 1.0
@@ -384,7 +392,10 @@ def next_poll_delay(
 
 
 def own_job(
-    jobs: Iterable[ComplianceJob], name: str, created_after: datetime | None = None, now: datetime | None = None
+    jobs: Iterable[ComplianceJob],
+    name: str,
+    created_after: datetime | None = None,
+    now: datetime | None = None,
 ) -> ComplianceJob | None:
     """The job named ``name`` that an earlier attempt made and that can still serve, or None.
 
@@ -408,4 +419,4 @@ def own_job(
 def upload_window_left(job: ComplianceJob, now: datetime | None = None) -> timedelta | None:
     if job.upload_expires_at is None:
         return None
-    return job.upload_expires_at - (now or datetime.now(timezone.utc))
+    return job.upload_expires_at - (now or datetime.now(UTC))

@@ -6,17 +6,19 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import IO, Union
+from typing import IO
 
 from airflow.sdk import ObjectStoragePath
 
 BLOCK_SIZE = 4 * 1024 * 1024  # reads of ID files and spools: large enough for C-speed checks
-PART_SIZE = 8 * 1024 * 1024  # what an object store's writer buffers before it sends a part (S3: 5 MiB at least)
+PART_SIZE = (
+    8 * 1024 * 1024
+)  # what an object store's writer buffers before it sends a part (S3: 5 MiB at least)
 LOCAL_PROTOCOLS = ("file", "local", "")
 
 log = logging.getLogger(__name__)
 
-Location = Union[str, os.PathLike, ObjectStoragePath]
+Location = str | os.PathLike | ObjectStoragePath
 
 
 def to_path(location: Location) -> ObjectStoragePath:

@@ -23,9 +23,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any, TypeVar
 
 import requests
-from urllib3.exceptions import HTTPError as Urllib3Error
-
 from airflow.sdk.log import mask_secret
+from urllib3.exceptions import HTTPError as Urllib3Error
 
 from airflow_provider_xcompliance import protocol
 from airflow_provider_xcompliance.exceptions import (
@@ -83,8 +82,9 @@ class SignedUrlClient:
     :param log: where retries are reported.
     """
 
-    def __init__(self, session: requests.Session, *, timeout: float, policy: protocol.RetryPolicy,
-                 log: logging.Logger) -> None:
+    def __init__(
+        self, session: requests.Session, *, timeout: float, policy: protocol.RetryPolicy, log: logging.Logger
+    ) -> None:
         self.session = session
         self.timeout = timeout
         self.policy = policy
@@ -107,8 +107,9 @@ class SignedUrlClient:
 
     # --- resumable upload ---------------------------------------------------------------
 
-    def upload_resumable(self, upload_url: str, blocks: Iterable[bytes], what: str,
-                         chunk_size: int = DEFAULT_CHUNK_SIZE) -> int:
+    def upload_resumable(
+        self, upload_url: str, blocks: Iterable[bytes], what: str, chunk_size: int = DEFAULT_CHUNK_SIZE
+    ) -> int:
         """Start a session and send ``blocks`` through it in chunks; returns the bytes sent.
 
         Only the start must fall inside the upload URL's 15 minutes: the session lives a week.
@@ -138,13 +139,16 @@ class SignedUrlClient:
                     budget.progressed()
                     return session_url
                 if response.status_code in (200, 201):
-                    raise XComplianceError(f"{what}: the storage server opened no upload session (no Location)")
+                    raise XComplianceError(
+                        f"{what}: the storage server opened no upload session (no Location)"
+                    )
                 raise self.refused(response, what)
             except protocol.TRANSIENT_ERRORS as error:
                 self._wait(budget, error)
 
-    def _send_chunk(self, session_url: str, chunk: Chunk, start: int, last: bool,
-                    budget: protocol.RetryBudget, what: str) -> None:
+    def _send_chunk(
+        self, session_url: str, chunk: Chunk, start: int, last: bool, budget: protocol.RetryBudget, what: str
+    ) -> None:
         """Send one chunk until the session holds it. GCS may keep only whole 256 KiB units of
         it (a 308 whose ``Range`` ends early): then the rest is sent at once. After any failure
         the session is asked what it holds (``bytes */TOTAL``) and the chunk goes on from there.
@@ -155,11 +159,17 @@ class SignedUrlClient:
         while True:
             try:
                 if held < end:
-                    response = self._send("PUT", session_url, what, data=chunk.after(held - start),
-                                          headers={"Content-Range": f"bytes {held}-{end - 1}/{total}"})
+                    response = self._send(
+                        "PUT",
+                        session_url,
+                        what,
+                        data=chunk.after(held - start),
+                        headers={"Content-Range": f"bytes {held}-{end - 1}/{total}"},
+                    )
                 else:  # every byte is there; only the total is still to be said
-                    response = self._send("PUT", session_url, what, data=b"",
-                                          headers={"Content-Range": f"bytes */{total}"})
+                    response = self._send(
+                        "PUT", session_url, what, data=b"", headers={"Content-Range": f"bytes */{total}"}
+                    )
                 stored = self._session_state(response, what)
                 if stored is None or stored >= end and not last:
                     return self._check_complete(stored, last, what)
@@ -174,8 +184,12 @@ class SignedUrlClient:
                 error = exc
             self._wait(budget, error)
             try:  # where does the session stand? (a lost answer may hide a success)
-                stored = self._session_state(self._send("PUT", session_url, what, data=b"",
-                                                        headers={"Content-Range": f"bytes */{total}"}), what)
+                stored = self._session_state(
+                    self._send(
+                        "PUT", session_url, what, data=b"", headers={"Content-Range": f"bytes */{total}"}
+                    ),
+                    what,
+                )
             except protocol.TRANSIENT_ERRORS:
                 continue  # try the chunk again; the next failure asks again
             if stored is None or stored >= end and not last:
@@ -205,8 +219,9 @@ class SignedUrlClient:
 
     # --- download -----------------------------------------------------------------------
 
-    def download(self, url: str, renew_url: Callable[[], str], consume: Callable[[Iterator[bytes]], T],
-                 what: str) -> T:
+    def download(
+        self, url: str, renew_url: Callable[[], str], consume: Callable[[Iterator[bytes]], T], what: str
+    ) -> T:
         """Stream the object at ``url`` into ``consume``, decompressed, and return what it returns.
 
         ``consume`` gets an iterator of decompressed blocks and is called again from scratch
@@ -218,7 +233,9 @@ class SignedUrlClient:
         renewed = False
         while True:
             try:
-                with self._send("GET", url, what, stream=True, headers={"Accept-Encoding": "gzip"}) as response:
+                with self._send(
+                    "GET", url, what, stream=True, headers={"Accept-Encoding": "gzip"}
+                ) as response:
                     if response.status_code != 200:
                         raise self.refused(response, what)
                     blocks = read_ahead(_decoded_blocks(response, what))
@@ -234,12 +251,20 @@ class SignedUrlClient:
                     url, renewed = renew_url(), True
                 elif error.code == "NoSuchKey":  # not stored yet, right after completion
                     missing = XComplianceStorageError(
-                        error.status, error.code, error.message,
+                        error.status,
+                        error.code,
+                        error.message,
                         f"the results object is still missing after {self.policy.max_retries + 1} tries "
-                        f"({error.details or error.message})", what,
+                        f"({error.details or error.message})",
+                        what,
                     )
-                    self._wait(budget, XComplianceStorageUnavailable(error.status, error.code, error.message,
-                                                                     error.details, what), give_up=missing)
+                    self._wait(
+                        budget,
+                        XComplianceStorageUnavailable(
+                            error.status, error.code, error.message, error.details, what
+                        ),
+                        give_up=missing,
+                    )
                 else:
                     raise
 
@@ -250,7 +275,9 @@ class SignedUrlClient:
             # No redirects: a resumable session answers 308 ("Resume Incomplete"), not a redirect.
             return self.session.request(method, url, timeout=self.timeout, allow_redirects=False, **kwargs)
         except requests.RequestException as exc:
-            raise XComplianceTransportError(f"{what}: the {method} request failed ({type(exc).__name__})") from None
+            raise XComplianceTransportError(
+                f"{what}: the {method} request failed ({type(exc).__name__})"
+            ) from None
 
     @staticmethod
     def refused(response: requests.Response, what: str) -> XComplianceStorageError:

@@ -109,12 +109,15 @@ DELETE_WEIGHTS = (0.60, 0.20, 0.12, 0.08)
 SQL_GEO = ("geo_lat", "geo_lon", "place_id")
 PARQUET_GEO = ("geo_lat", "geo_lon")
 AUDIT_KEY = b"benchmark-audit-key-0123456789abcdef"
-LOREM = ("Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt "
-         "ut labore et dolore magna aliqua. Ut enim ad minim veniam, quis nostrud exercitation ullamco "
-         "laboris nisi ut aliquip ex ea commodo consequat.")
+LOREM = (
+    "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt "
+    "ut labore et dolore magna aliqua. Ut enim ad minim veniam, quis nostrud exercitation ullamco "
+    "laboris nisi ut aliquip ex ea commodo consequat."
+)
 
 
 # --- helpers shared by the parent and the children -------------------------------------------
+
 
 def rss_mib() -> float:
     with open("/proc/self/status") as status:
@@ -161,6 +164,7 @@ def label(count: int) -> str:
 
 # --- data -------------------------------------------------------------------------------------
 
+
 def snowflake(i: int, rows: int) -> tuple[int, int]:
     """Created-at (ms) and ID of row ``i`` of ``rows``."""
     created = T0 + (i - 1) * SPAN // rows
@@ -193,8 +197,9 @@ def results_file(rows: int, count: int) -> tuple[Path, dict]:
     expected_path = path.with_suffix(".expected.json")
     if path.exists() and expected_path.exists():
         return path, json.loads(expected_path.read_text())
-    print(f"generating {count:,} result lines into {path.relative_to(ROOT)} (once; reused later) …",
-          flush=True)
+    print(
+        f"generating {count:,} result lines into {path.relative_to(ROOT)} (once; reused later) …", flush=True
+    )
     rng = random.Random(1)
     absent = max(1, count // 20_000)
     duplicates = max(1, count // 10_000)
@@ -234,8 +239,10 @@ def results_file(rows: int, count: int) -> tuple[Path, dict]:
     with open(partial, "w") as out:
         for record_id, created, reason in lines:
             stamp = datetime.fromtimestamp(created / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-            out.write(f'{{"id":"{record_id}","action":"delete","created_at":"{stamp}.{created % 1000:03d}Z",'
-                      f'"reason":"{reason}"}}\n')
+            out.write(
+                f'{{"id":"{record_id}","action":"delete","created_at":"{stamp}.{created % 1000:03d}Z",'
+                f'"reason":"{reason}"}}\n'
+            )
     expected = {
         "lines": len(lines),
         "scrub_geo_lines": sum(reason == "scrub_geo" for _, _, reason in lines),
@@ -259,10 +266,15 @@ def parquet_dataset(rows: int) -> Path:
     path = BENCH_DIR / f"apply-v{DATA_VERSION}-parquet-{rows}"
     if (path / "_complete").exists():
         return path
-    print(f"generating a Parquet data set of {rows:,} tweets into {path.relative_to(ROOT)} "
-          "(once; reused later) …", flush=True)
+    print(
+        f"generating a Parquet data set of {rows:,} tweets into {path.relative_to(ROOT)} "
+        "(once; reused later) …",
+        flush=True,
+    )
     shutil.rmtree(path, ignore_errors=True)
-    variants = pa.array([LOREM[k % 50: k % 50 + 40 + k % 90] for k in range(450)])  # as sql_generate's substr
+    variants = pa.array(
+        [LOREM[k % 50 : k % 50 + 40 + k % 90] for k in range(450)]
+    )  # as sql_generate's substr
     for day in range(DAYS):
         first = -(-day * rows // DAYS) + 1  # the first i with (i - 1) * DAYS // rows == day
         stop = -(-(day + 1) * rows // DAYS) + 1
@@ -270,8 +282,9 @@ def parquet_dataset(rows: int) -> Path:
             continue
         i = pa.array(range(first, stop), pa.int64())
         created = pc.add(T0, pc.divide(pc.multiply(pc.subtract(i, 1), SPAN), rows))
-        ids = pc.bit_wise_or(pc.shift_left(pc.subtract(created, TWEPOCH), 22),
-                             pc.modulo(pc.multiply(i, 2654435761), 1 << 22))
+        ids = pc.bit_wise_or(
+            pc.shift_left(pc.subtract(created, TWEPOCH), 22), pc.modulo(pc.multiply(i, 2654435761), 1 << 22)
+        )
         no_geo = pc.not_equal(pc.modulo(i, GEO_EVERY), 0)
 
         def degrees(i, no_geo, factor: int, span: int):
@@ -279,15 +292,18 @@ def parquet_dataset(rows: int) -> Path:
             degrees = pc.subtract(pc.divide(thousandths, 1000.0), span / 2)
             return pc.if_else(no_geo, pa.scalar(None, pa.float64()), degrees)
 
-        table = pa.table({
-            "id": ids,
-            "author_id": pc.add(100000000, pc.modulo(pc.multiply(i, 48271), 1400000000)),
-            "text": pc.binary_join_element_wise("Tweet ", pc.cast(i, pa.string()), ": ",
-                                                variants.take(pc.modulo(i, 450)), ""),
-            "created_at": pc.cast(created, pa.timestamp("ms", tz="UTC")),
-            "geo_lat": degrees(i, no_geo, 7919, 180),
-            "geo_lon": degrees(i, no_geo, 104729, 360),
-        })
+        table = pa.table(
+            {
+                "id": ids,
+                "author_id": pc.add(100000000, pc.modulo(pc.multiply(i, 48271), 1400000000)),
+                "text": pc.binary_join_element_wise(
+                    "Tweet ", pc.cast(i, pa.string()), ": ", variants.take(pc.modulo(i, 450)), ""
+                ),
+                "created_at": pc.cast(created, pa.timestamp("ms", tz="UTC")),
+                "geo_lat": degrees(i, no_geo, 7919, 180),
+                "geo_lon": degrees(i, no_geo, 104729, 360),
+            }
+        )
         date = datetime.fromtimestamp((T0 + day * DAY_MS) / 1000, UTC).strftime("%Y-%m-%d")
         folder = path / f"date={date}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -310,6 +326,7 @@ def parquet_counts(folder: Path) -> tuple[int, int]:
 
 
 # --- the children: one measurement each, timed in-process -------------------------------------
+
 
 class Phases:
     """Wall seconds spent in some methods of a class or functions of a module (private names of
@@ -366,12 +383,22 @@ def child(spec: dict) -> dict:
         conn = driver.connect(spec["dsn"])
         audit_table = spec.get("audit_table")
         target = apply_sql.SqlTarget(table="tweets", geo_columns=SQL_GEO, audit_table=audit_table)
-        applier = apply_sql.SqlApplier(conn, "%s", ChangeRules("tweets"), target,
-                                       audit=AuditIdentity("hmac", AUDIT_KEY) if audit_table else None,
-                                       job_id="benchmark", run_id="benchmark")
+        applier = apply_sql.SqlApplier(
+            conn,
+            "%s",
+            ChangeRules("tweets"),
+            target,
+            audit=AuditIdentity("hmac", AUDIT_KEY) if audit_table else None,
+            job_id="benchmark",
+            run_id="benchmark",
+        )
         cls = apply_sql.SqlApplier
-        for name, what in (("_load_results", "results into TEMP tables"), ("_plan", "counting (plan)"),
-                           ("_write_audit", "audit rows"), ("_apply", "audit + DELETE/UPDATE")):
+        for name, what in (
+            ("_load_results", "results into TEMP tables"),
+            ("_plan", "counting (plan)"),
+            ("_write_audit", "audit rows"),
+            ("_apply", "audit + DELETE/UPDATE"),
+        ):
             phases.wrap(cls, name, what)
         outcome = timed(lambda: applier.run(results), phases.seconds, phases.calls)
         conn.close()
@@ -385,9 +412,18 @@ def child(spec: dict) -> dict:
         # the is_in value sets of the flagged IDs (both passes)
         matcher = getattr(apply_files, "_ParquetMatcher", None)
         phases.wrap(matcher, "_value_set", "of which building value sets")
-        return timed(lambda: apply_files.apply_to_files(
-            results, ChangeRules("tweets"), spec["data"], format="parquet", geo_fields=PARQUET_GEO,
-            partition_template="date={created_at:%Y-%m-%d}"), phases.seconds, phases.calls)
+        return timed(
+            lambda: apply_files.apply_to_files(
+                results,
+                ChangeRules("tweets"),
+                spec["data"],
+                format="parquet",
+                geo_fields=PARQUET_GEO,
+                partition_template="date={created_at:%Y-%m-%d}",
+            ),
+            phases.seconds,
+            phases.calls,
+        )
     raise ValueError(f"unknown measurement {kind!r}")
 
 
@@ -397,15 +433,15 @@ def duckdb_copy(spec: dict) -> str:
         COPY (
             WITH r AS (
                 SELECT CAST(id AS BIGINT) AS id, bool_or(reason <> 'scrub_geo') AS deleted
-                FROM read_json('{spec['results']}', format = 'newline_delimited',
+                FROM read_json('{spec["results"]}', format = 'newline_delimited',
                                columns = {{id: 'VARCHAR', reason: 'VARCHAR'}})
                 GROUP BY 1
             )
             SELECT t.id, t.author_id, t.text, t.created_at, {geo}, t.date
-            FROM read_parquet('{spec['data']}/*/*.parquet', hive_partitioning = true) t
+            FROM read_parquet('{spec["data"]}/*/*.parquet', hive_partitioning = true) t
             LEFT JOIN r ON t.id = r.id
             WHERE r.deleted IS DISTINCT FROM true
-        ) TO '{spec['out']}' (FORMAT PARQUET, PARTITION_BY (date))
+        ) TO '{spec["out"]}' (FORMAT PARQUET, PARTITION_BY (date))
     """
 
 
@@ -415,9 +451,15 @@ def timed(call, phases: dict, calls: dict | None = None) -> dict:
     started = time.perf_counter()
     call()
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "client_cpu": cpu_self() - cpu_before,
-            "machine_cpu": cpu_machine() - machine_before, "peak_mib": peak_mib(),
-            "growth_mib": max(0.0, peak_mib() - base_rss), "phases": phases, "calls": calls or {}}
+    return {
+        "seconds": seconds,
+        "client_cpu": cpu_self() - cpu_before,
+        "machine_cpu": cpu_machine() - machine_before,
+        "peak_mib": peak_mib(),
+        "growth_mib": max(0.0, peak_mib() - base_rss),
+        "phases": phases,
+        "calls": calls or {},
+    }
 
 
 def child_main(spec_json: str) -> None:
@@ -437,8 +479,16 @@ def run_child(spec: dict, work: Path, env: dict) -> dict:
     with open(work / "children.log", "ab") as log:
         try:
             command = [sys.executable, __file__, "--child", json.dumps({**spec, "out_json": str(out)})]
-            proc = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
-                                  cwd=ROOT, timeout=CHILD_TIMEOUT, check=False)
+            proc = subprocess.run(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                env=env,
+                cwd=ROOT,
+                timeout=CHILD_TIMEOUT,
+                check=False,
+            )
         except subprocess.TimeoutExpired:
             return {"error": f"no result after {CHILD_TIMEOUT} s"}
     if not out.exists():
@@ -447,6 +497,7 @@ def run_child(spec: dict, work: Path, env: dict) -> dict:
 
 
 # --- PostgreSQL --------------------------------------------------------------------------------
+
 
 class Server:
     """CPU of every PostgreSQL process (the postmaster, its live children, and the children it
@@ -513,9 +564,13 @@ def run_measured_command(command: list[str]) -> dict:
         match = re.search(rf"{re.escape(name)}: ([0-9.]+)", text)
         return float(match[1]) if match else 0.0
 
-    return {"seconds": seconds, "client_cpu": figure("User time (seconds)") + figure("System time (seconds)"),
-            "machine_cpu": machine,
-            "peak_mib": figure("Maximum resident set size (kbytes)") / 1024 or None, "growth_mib": None}
+    return {
+        "seconds": seconds,
+        "client_cpu": figure("User time (seconds)") + figure("System time (seconds)"),
+        "machine_cpu": machine,
+        "peak_mib": figure("Maximum resident set size (kbytes)") / 1024 or None,
+        "growth_mib": None,
+    }
 
 
 def measure_sql(args, results: Path, expected: dict, work: Path, env: dict) -> None:
@@ -529,8 +584,11 @@ def measure_sql(args, results: Path, expected: dict, work: Path, env: dict) -> N
         dsn = f"host={pg.host} port={pg.port} user={pg.user} dbname={pg.database}"
         server = Server(pg.data_dir)
         with psycopg.connect(dsn, autocommit=True) as admin:
-            for setting, value in (("max_wal_size", "'4GB'"), ("checkpoint_timeout", "'1h'"),
-                                   ("maintenance_work_mem", "'256MB'")):
+            for setting, value in (
+                ("max_wal_size", "'4GB'"),
+                ("checkpoint_timeout", "'1h'"),
+                ("maintenance_work_mem", "'256MB'"),
+            ):
                 admin.execute(f"ALTER SYSTEM SET {setting} = {value}")
             admin.execute("SELECT pg_reload_conf()")
             version = admin.execute("SHOW server_version").fetchone()[0].split()[0]
@@ -554,18 +612,57 @@ def measure_sql(args, results: Path, expected: dict, work: Path, env: dict) -> N
 
             script = work / "baseline.sql"
             script.write_text(psql_script(results))
-            psql = ["psql", "-X", "-q", "-h", pg.host, "-p", str(pg.port), "-U", pg.user, "-d", pg.database,
-                    "-f", str(script)]
+            psql = [
+                "psql",
+                "-X",
+                "-q",
+                "-h",
+                pg.host,
+                "-p",
+                str(pg.port),
+                "-U",
+                pg.user,
+                "-d",
+                pg.database,
+                "-f",
+                str(script),
+            ]
             variants = [
                 ("psql \\copy + DELETE + UPDATE", lambda: run_measured_command(psql)),
-                ("SqlApplier (HMAC audit)", lambda: run_child(
-                    {"kind": "sql", "driver": "psycopg", "dsn": dsn, "results": str(results),
-                     "audit_table": "xc_audit"}, work, env)),
-                ("SqlApplier, no audit", lambda: run_child(
-                    {"kind": "sql", "driver": "psycopg", "dsn": dsn, "results": str(results)}, work, env)),
-                ("SqlApplier, psycopg2 (HMAC audit)", lambda: run_child(
-                    {"kind": "sql", "driver": "psycopg2", "dsn": dsn, "results": str(results),
-                     "audit_table": "xc_audit"}, work, env)),
+                (
+                    "SqlApplier (HMAC audit)",
+                    lambda: run_child(
+                        {
+                            "kind": "sql",
+                            "driver": "psycopg",
+                            "dsn": dsn,
+                            "results": str(results),
+                            "audit_table": "xc_audit",
+                        },
+                        work,
+                        env,
+                    ),
+                ),
+                (
+                    "SqlApplier, no audit",
+                    lambda: run_child(
+                        {"kind": "sql", "driver": "psycopg", "dsn": dsn, "results": str(results)}, work, env
+                    ),
+                ),
+                (
+                    "SqlApplier, psycopg2 (HMAC audit)",
+                    lambda: run_child(
+                        {
+                            "kind": "sql",
+                            "driver": "psycopg2",
+                            "dsn": dsn,
+                            "results": str(results),
+                            "audit_table": "xc_audit",
+                        },
+                        work,
+                        env,
+                    ),
+                ),
             ]
             if args.no_psycopg2:
                 variants.pop()
@@ -591,10 +688,12 @@ def measure_sql(args, results: Path, expected: dict, work: Path, env: dict) -> N
     import psycopg2
 
     print()
-    print(f"PostgreSQL {version}: {args.rows:,} rows ({size}), {expected['lines']:,} result lines "
-          f"({expected['scrub_geo_lines']:,} scrub_geo, {expected['duplicates']} duplicated IDs, "
-          f"{expected['absent']} IDs not stored); psycopg {psycopg.__version__}, "
-          f"psycopg2 {psycopg2.__version__.split()[0]}; {how(args.runs)}")
+    print(
+        f"PostgreSQL {version}: {args.rows:,} rows ({size}), {expected['lines']:,} result lines "
+        f"({expected['scrub_geo_lines']:,} scrub_geo, {expected['duplicates']} duplicated IDs, "
+        f"{expected['absent']} IDs not stored); psycopg {psycopg.__version__}, "
+        f"psycopg2 {psycopg2.__version__.split()[0]}; {how(args.runs)}"
+    )
     print(f"expected after: {expected['rows_after']:,} rows, {expected['geo_rows_after']:,} with geo")
     print_table(measured, "psql", server=True)
     audit = [run["audit_rows"] for run in measured["SqlApplier (HMAC audit)"] if "audit_rows" in run]
@@ -604,6 +703,7 @@ def measure_sql(args, results: Path, expected: dict, work: Path, env: dict) -> N
 
 
 # --- Parquet -----------------------------------------------------------------------------------
+
 
 def measure_parquet(args, results: Path, expected: dict, work: Path, env: dict) -> None:
     import duckdb
@@ -625,8 +725,17 @@ def measure_parquet(args, results: Path, expected: dict, work: Path, env: dict) 
                 result = run_child(spec, work, env)
             else:
                 spill = work / "duckdb-spill"
-                result = run_child({"kind": "duckdb", "results": str(results), "data": str(data),
-                                    "out": str(target), "spill": str(spill)}, work, env)
+                result = run_child(
+                    {
+                        "kind": "duckdb",
+                        "results": str(results),
+                        "data": str(data),
+                        "out": str(target),
+                        "spill": str(spill),
+                    },
+                    work,
+                    env,
+                )
                 shutil.rmtree(spill, ignore_errors=True)
             if "error" not in result:
                 result["rows_after"], result["geo_rows_after"] = parquet_counts(target)
@@ -635,15 +744,18 @@ def measure_parquet(args, results: Path, expected: dict, work: Path, env: dict) 
             print(f" {result['seconds']:.1f} s" if "error" not in result else " failed", flush=True)
 
     print()
-    print(f"Parquet: {args.rows:,} tweets in {len(objects)} objects ({data_bytes / 1e6:.0f} MB, snappy), "
-          f"{expected['lines']:,} result lines; pyarrow {pyarrow.__version__}, duckdb {duckdb.__version__}; "
-          f"{how(args.runs)}")
+    print(
+        f"Parquet: {args.rows:,} tweets in {len(objects)} objects ({data_bytes / 1e6:.0f} MB, snappy), "
+        f"{expected['lines']:,} result lines; pyarrow {pyarrow.__version__}, duckdb {duckdb.__version__}; "
+        f"{how(args.runs)}"
+    )
     print(f"expected after: {expected['rows_after']:,} rows, {expected['geo_rows_after']:,} with geo")
     print_table(measured, "DuckDB", server=False)
     print_phases(measured, "listing, scanning (pass 1) and the rest")
 
 
 # --- the tables --------------------------------------------------------------------------------
+
 
 def how(runs: int) -> str:
     return f"best of {runs}" if runs > 1 else "1 run"
@@ -673,9 +785,12 @@ def print_table(measured: dict[str, list[dict]], baseline_name: str, server: boo
     """One row per measurement, the first one the baseline."""
     names = list(measured)
     baseline, _ = best(measured[names[0]])
-    print(f"{'run':<{NAME_WIDTH}} {'seconds':>8} {'vs ' + baseline_name:>10} {'peak RSS MiB':>12} "
-          f"{'RSS growth MiB':>14} {'client CPU':>10}" + (f" {'server CPU':>10}" if server else "")
-          + f" {'others CPU':>10} {'rows after':>12} {'geo rows after':>14}")
+    print(
+        f"{'run':<{NAME_WIDTH}} {'seconds':>8} {'vs ' + baseline_name:>10} {'peak RSS MiB':>12} "
+        f"{'RSS growth MiB':>14} {'client CPU':>10}"
+        + (f" {'server CPU':>10}" if server else "")
+        + f" {'others CPU':>10} {'rows after':>12} {'geo rows after':>14}"
+    )
     for number, name in enumerate(names):
         figures, note = best(measured[name])
         shown = f"{name} (baseline)" if number == 0 else name
@@ -693,10 +808,13 @@ def print_table(measured: dict[str, list[dict]], baseline_name: str, server: boo
         if figures.get("machine_cpu") is not None:
             spent = figures["machine_cpu"] - figures["client_cpu"] - (figures.get("server_cpu") or 0.0)
             others = f"{max(0.0, 100 * spent / seconds):.0f}%"
-        print(f"{shown:<{NAME_WIDTH}} {seconds:>8.1f} {ratio:>10} {peak:>12} {growth:>14} "
-              f"{100 * figures['client_cpu'] / seconds:>9.0f}%" + (f" {server_cpu:>10}" if server else "")
-              + f" {others:>10} {figures.get('rows_after', 0):>12,} "
-              f"{figures.get('geo_rows_after', 0):>14,}{note}")
+        print(
+            f"{shown:<{NAME_WIDTH}} {seconds:>8.1f} {ratio:>10} {peak:>12} {growth:>14} "
+            f"{100 * figures['client_cpu'] / seconds:>9.0f}%"
+            + (f" {server_cpu:>10}" if server else "")
+            + f" {others:>10} {figures.get('rows_after', 0):>12,} "
+            f"{figures.get('geo_rows_after', 0):>14,}{note}"
+        )
 
 
 def print_phases(measured: dict[str, list[dict]], rest: str) -> None:
@@ -713,26 +831,40 @@ def print_phases(measured: dict[str, list[dict]], rest: str) -> None:
         nested = {what: phases.pop(what) for what in list(phases) if what.startswith("of which")}
         left = figures["seconds"] - sum(phases.values())
         parts = [f"{what} {seconds:.1f} s" for what, seconds in phases.items()] + [f"{rest} {left:.1f} s"]
-        parts += [f"{what} {seconds:.1f} s ({calls.get(what, '?')} calls)"
-                  for what, seconds in nested.items()]
+        parts += [
+            f"{what} {seconds:.1f} s ({calls.get(what, '?')} calls)" for what, seconds in nested.items()
+        ]
         print(f"  {name}: {', '.join(parts)}")
 
 
 # --- the benchmark -----------------------------------------------------------------------------
 
+
 def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "--child":
         child_main(sys.argv[2])
         return
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="1M rows and 60k result lines")
-    parser.add_argument("--rows", type=parse_size, default=None, metavar="N",
-                        help="stored tweets (1M, 500k, 2000000…); default 10M, 1M with --quick")
-    parser.add_argument("--results", type=parse_size, default=None, metavar="N",
-                        help="result lines; default 600k, 60k with --quick")
-    parser.add_argument("--runs", type=int, default=1,
-                        help="runs per measurement, the best is shown (default 1)")
+    parser.add_argument(
+        "--rows",
+        type=parse_size,
+        default=None,
+        metavar="N",
+        help="stored tweets (1M, 500k, 2000000…); default 10M, 1M with --quick",
+    )
+    parser.add_argument(
+        "--results",
+        type=parse_size,
+        default=None,
+        metavar="N",
+        help="result lines; default 600k, 60k with --quick",
+    )
+    parser.add_argument(
+        "--runs", type=int, default=1, help="runs per measurement, the best is shown (default 1)"
+    )
     parser.add_argument("--only", choices=("sql", "parquet"), help="one part only")
     parser.add_argument("--no-psycopg2", action="store_true", help="skip the psycopg2 row of the SQL part")
     args, _ = parser.parse_known_args()  # ./dev bench passes every benchmark the same options
@@ -745,10 +877,16 @@ def main() -> None:
     BENCH_DIR.mkdir(exist_ok=True)
     started = time.monotonic()
     results, expected = results_file(args.rows, args.results)
-    env = {**os.environ, "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
-           "AIRFLOW_HOME": os.environ.get("AIRFLOW_HOME", str(BENCH_DIR / "airflow"))}
-    print(f"{label(args.rows)} tweets, {label(args.results)} result lines ({results.relative_to(ROOT)}); "
-          f"{os.cpu_count()} CPUs", flush=True)
+    env = {
+        **os.environ,
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+        "AIRFLOW_HOME": os.environ.get("AIRFLOW_HOME", str(BENCH_DIR / "airflow")),
+    }
+    print(
+        f"{label(args.rows)} tweets, {label(args.results)} result lines ({results.relative_to(ROOT)}); "
+        f"{os.cpu_count()} CPUs",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory(prefix="apply-", dir=BENCH_DIR) as tmp:
         work = Path(tmp)
         if args.only != "parquet":

@@ -32,9 +32,9 @@ MB are 10**6 bytes of payload: the ID file for uploads, the uncompressed results
 transfer call only (not process start-up, imports or job creation). Each figure is the BEST
 (fastest) of ``--runs`` runs (default 3 for sizes up to 5M, 1 above); peak RSS and growth are
 the largest seen over those runs. "vs curl" is the transfer's rate divided by the baseline's
-(0.50x = half curl's rate; above 1.00x is faster than curl). "client CPU" and "emu CPU" are the CPU seconds the client process
-(curl or the Python child) and the emulator process spent during the transfer, as a percentage
-of its wall time: an emulator near 100% is the bottleneck, not the client (it is one Python
+(0.50x = half curl's rate; above 1.00x is faster than curl). "client CPU" and "emu CPU" are the
+CPU seconds the client process (curl or the Python child) and the emulator process spent during
+the transfer, as a percentage of its wall time: an emulator near 100% is the bottleneck, not the client (it is one Python
 process, so about 100% is all it gets); a note under the table says so when that happens.
 
 A transfer that fails prints ``failed: <error>`` in its row and the benchmark goes on.
@@ -67,6 +67,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 # --- helpers shared by the parent and the children -------------------------------------------
+
 
 def rss_mib() -> float:
     with open("/proc/self/status") as status:
@@ -105,6 +106,7 @@ def one_line(error: BaseException | str) -> str:
 
 # --- the children: one transfer each, timed in-process --------------------------------------
 
+
 def child(spec: dict) -> dict:
     """Runs in a fresh process: one transfer, timed, with its memory and CPU."""
     kind = spec["kind"]
@@ -112,12 +114,19 @@ def child(spec: dict) -> dict:
     if kind == "s3fs-put":
         import s3fs
 
-        fs = s3fs.S3FileSystem(key="any", secret="any", endpoint_url=spec["endpoint_url"],
-                               client_kwargs={"region_name": "us-east-1"})
+        fs = s3fs.S3FileSystem(
+            key="any",
+            secret="any",
+            endpoint_url=spec["endpoint_url"],
+            client_kwargs={"region_name": "us-east-1"},
+        )
         fs.ls(spec["bucket"])  # the client and its connection, out of the timing
         src = spec["src"]
-        return timed(lambda: fs.put_file(src, f"{spec['bucket']}/{spec['key']}"), emulator_pid,
-                     lambda _: {"bytes": os.path.getsize(src)})
+        return timed(
+            lambda: fs.put_file(src, f"{spec['bucket']}/{spec['key']}"),
+            emulator_pid,
+            lambda _: {"bytes": os.path.getsize(src)},
+        )
 
     from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
     from airflow_provider_xcompliance.storage import read_blocks, to_path
@@ -143,9 +152,14 @@ def child(spec: dict) -> dict:
         job = hook.create_job(JOB_TYPE, resumable=kind == "resumable")  # not timed
         for _ in read_blocks(to_path(ids), 16):  # lazy imports (lineage) out of the timing
             break
-        return {"job_id": job.id,
-                **timed(lambda: hook.upload_ids(job, ids), emulator_pid,
-                        lambda report: {"bytes": ids.stat().st_size, "ids": report.get("ids")})}
+        return {
+            "job_id": job.id,
+            **timed(
+                lambda: hook.upload_ids(job, ids),
+                emulator_pid,
+                lambda report: {"bytes": ids.stat().st_size, "ids": report.get("ids")},
+            ),
+        }
 
     if kind == "download":
         destination = spec["destination"]
@@ -156,8 +170,11 @@ def child(spec: dict) -> dict:
         target = to_path(destination)
         if target.protocol not in ("file", "local", ""):
             target.fs.ls(spec["bucket"])  # the object store's client, like the s3fs baseline's
-        return timed(lambda: hook.download_results(spec["job_id"], destination), emulator_pid,
-                     lambda summary: {"bytes": summary["bytes"], "lines": summary["lines"]})
+        return timed(
+            lambda: hook.download_results(spec["job_id"], destination),
+            emulator_pid,
+            lambda summary: {"bytes": summary["bytes"], "lines": summary["lines"]},
+        )
     raise ValueError(f"unknown transfer {kind!r}")
 
 
@@ -168,12 +185,23 @@ def timed(transfer, emulator_pid, figures) -> dict:
     outcome = transfer()
     seconds = time.perf_counter() - started
     cpu, emu = cpu_self() - cpu_before, cpu_of(emulator_pid) - emu_before
-    return {"seconds": seconds, "client_cpu": cpu, "emulator_cpu": emu if emulator_pid else None,
-            "peak_mib": peak_mib(), "growth_mib": max(0.0, peak_mib() - base_rss), **figures(outcome)}
+    return {
+        "seconds": seconds,
+        "client_cpu": cpu,
+        "emulator_cpu": emu if emulator_pid else None,
+        "peak_mib": peak_mib(),
+        "growth_mib": max(0.0, peak_mib() - base_rss),
+        **figures(outcome),
+    }
 
 
-PRELOAD = ("airflow_provider_xcompliance.hooks.compliance", "airflow_provider_xcompliance.storage",
-           "airflow_provider_xcompliance.ids", "s3fs", "airflow.providers.amazon.aws.fs.s3")
+PRELOAD = (
+    "airflow_provider_xcompliance.hooks.compliance",
+    "airflow_provider_xcompliance.storage",
+    "airflow_provider_xcompliance.ids",
+    "s3fs",
+    "airflow.providers.amazon.aws.fs.s3",
+)
 
 
 def forkserver() -> None:
@@ -213,7 +241,7 @@ def forkserver() -> None:
                 pass
             try:
                 result = child(spec)
-            except BaseException as exc:  # noqa: BLE001 - reported in the transfer's row
+            except BaseException as exc:
                 result = {"error": one_line(exc)}
             os.write(write_end, json.dumps(result).encode())
             os._exit(0)
@@ -242,8 +270,15 @@ class ForkServer:
 
     def __init__(self, env: dict, work: Path):
         self.log = open(work / "clients.log", "wb")
-        self.proc = subprocess.Popen([sys.executable, __file__, "--forkserver"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self.log, text=True, env=env, cwd=ROOT)
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--forkserver"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
         if "ready" not in self.proc.stdout.readline():
             self.stop()
             raise RuntimeError(f"the fork server did not start: {(work / 'clients.log').read_text()[-2000:]}")
@@ -264,6 +299,7 @@ class ForkServer:
 
 # --- the emulator, in its own process -------------------------------------------------------
 
+
 class Emulator:
     """``python -m airflow_provider_xcompliance.emulator serve`` in plain mode, plus raw API calls."""
 
@@ -273,10 +309,30 @@ class Emulator:
         options = subprocess.run([*command, "--help"], capture_output=True, text=True, cwd=ROOT).stdout
         # speed 1 (a faster clock would only shorten the upload window); processing in 0 s
         self.proc = subprocess.Popen(
-            [*command, "--port", "0", "--token", TOKEN, "--speed", "1", "--processing-seconds", "0",
-             "--one-active-job", "none", "--rate-limit", "1000000000", "--data-dir", str(work / "emulator"),
-             "--log-level", "WARNING", *(["--faults", "none"] if "--faults" in options else [])],
-            stdout=subprocess.PIPE, stderr=self.log, text=True, cwd=ROOT,
+            [
+                *command,
+                "--port",
+                "0",
+                "--token",
+                TOKEN,
+                "--speed",
+                "1",
+                "--processing-seconds",
+                "0",
+                "--one-active-job",
+                "none",
+                "--rate-limit",
+                "1000000000",
+                "--data-dir",
+                str(work / "emulator"),
+                "--log-level",
+                "WARNING",
+                *(["--faults", "none"] if "--faults" in options else []),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+            cwd=ROOT,
         )
         line = self.proc.stdout.readline()
         if "listening on" not in line:
@@ -290,7 +346,9 @@ class Emulator:
 
     def api(self, method: str, path: str, body: dict | None = None) -> dict:
         request = urllib.request.Request(
-            self.base_url + path, method=method, data=None if body is None else json.dumps(body).encode(),
+            self.base_url + path,
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
             headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=60) as answer:
@@ -327,14 +385,18 @@ def stop_process(proc: subprocess.Popen, ask_to_stop) -> None:
 
 # --- curl ----------------------------------------------------------------------------------
 
+
 def run_curl(args: list[str], emulator_pid: int | None) -> dict:
     """Run curl, timed from the parent. Its peak RSS is read from its /proc status while it runs
     (VmHWM of its own memory: its ``ru_maxrss`` would include the parent's RSS at the fork)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         emu_before = cpu_of(emulator_pid)
         started = time.perf_counter()
-        proc = subprocess.Popen(["curl", "-sS", "-w", "%{http_code} %{size_download} %{size_upload}", *args],
-                                stdout=out, stderr=err)
+        proc = subprocess.Popen(
+            ["curl", "-sS", "-w", "%{http_code} %{size_download} %{size_upload}", *args],
+            stdout=out,
+            stderr=err,
+        )
         peak_kib = 0
         while True:
             try:
@@ -357,12 +419,19 @@ def run_curl(args: list[str], emulator_pid: int | None) -> dict:
         if proc.returncode != 0 or not fields or fields[0] not in ("200", "201"):
             detail = err.read().decode(errors="replace").strip() or f"HTTP {fields[0] if fields else '?'}"
             return {"error": one_line(f"curl exit {proc.returncode}: {detail}")}
-    return {"seconds": seconds, "client_cpu": usage.ru_utime + usage.ru_stime,
-            "emulator_cpu": emu if emulator_pid else None, "peak_mib": peak_kib / 1024 or None,
-            "growth_mib": None, "wire_down": int(fields[1]), "wire_up": int(fields[2])}
+    return {
+        "seconds": seconds,
+        "client_cpu": usage.ru_utime + usage.ru_stime,
+        "emulator_cpu": emu if emulator_pid else None,
+        "peak_mib": peak_kib / 1024 or None,
+        "growth_mib": None,
+        "wire_down": int(fields[1]),
+        "wire_up": int(fields[2]),
+    }
 
 
 # --- data -----------------------------------------------------------------------------------
+
 
 def ids_file(count: int) -> Path:
     """``.bench/ids-<count>.txt`` (tweet IDs, seed 1), generated once and reused."""
@@ -370,7 +439,9 @@ def ids_file(count: int) -> Path:
     if not path.exists():
         from airflow_provider_xcompliance.emulator import generate_dataset
 
-        print(f"generating {count:,} tweet IDs into {path.relative_to(ROOT)} (once; reused later) …", flush=True)
+        print(
+            f"generating {count:,} tweet IDs into {path.relative_to(ROOT)} (once; reused later) …", flush=True
+        )
         partial = path.with_suffix(".partial")
         generate_dataset(count, JOB_TYPE, partial, seed=1)
         partial.replace(path)
@@ -390,8 +461,10 @@ def label(count: int) -> str:
 
 # --- the table ------------------------------------------------------------------------------
 
-COLUMNS = (f"{'transfer':<29} {'IDs':>11} {'MB':>8} {'MB/s':>7} {'vs curl':>8} "
-           f"{'peak RSS MiB':>12} {'RSS growth MiB':>14} {'client CPU':>10} {'emu CPU':>8}")
+COLUMNS = (
+    f"{'transfer':<29} {'IDs':>11} {'MB':>8} {'MB/s':>7} {'vs curl':>8} "
+    f"{'peak RSS MiB':>12} {'RSS growth MiB':>14} {'client CPU':>10} {'emu CPU':>8}"
+)
 
 
 def best(runs: list[dict]) -> tuple[dict | None, str]:
@@ -421,18 +494,32 @@ def row(name: str, count: int, runs: list[dict], baseline: dict | None, payload:
     growth = "-" if figures.get("growth_mib") is None else f"{figures['growth_mib']:.1f}"
     peak = "-" if figures.get("peak_mib") is None else f"{figures['peak_mib']:.1f}"
     emu = "-" if figures.get("emulator_cpu") is None else f"{100 * figures['emulator_cpu'] / seconds:.0f}%"
-    return (f"{name:<29} {count:>11,} {nbytes / 1e6:>8.1f} {nbytes / 1e6 / seconds:>7.1f} {ratio:>8} "
-            f"{peak:>12} {growth:>14} {100 * figures['client_cpu'] / seconds:>9.0f}% "
-            f"{emu:>8}{note}")
+    return (
+        f"{name:<29} {count:>11,} {nbytes / 1e6:>8.1f} {nbytes / 1e6 / seconds:>7.1f} {ratio:>8} "
+        f"{peak:>12} {growth:>14} {100 * figures['client_cpu'] / seconds:>9.0f}% "
+        f"{emu:>8}{note}"
+    )
 
 
 # --- the benchmark --------------------------------------------------------------------------
 
+
 def measure_size(count: int, runs: int, emulator: Emulator, clients: ForkServer, work: Path, s3) -> None:
     ids = ids_file(count)
     id_bytes = ids.stat().st_size
-    results = {name: [] for name in ("curl_up", "simple", "resumable", "validate", "curl_down", "download",
-                                     "s3fs_put", "s3_download")}
+    results = {
+        name: []
+        for name in (
+            "curl_up",
+            "simple",
+            "resumable",
+            "validate",
+            "curl_down",
+            "download",
+            "s3fs_put",
+            "s3_download",
+        )
+    }
     seen = {"download_job": None, "results_bytes": None, "wire_bytes": None}
     curl_results = work / f"curl-results-{count}.jsonl"
     bucket = s3["bucket"] if s3 else None
@@ -443,20 +530,28 @@ def measure_size(count: int, runs: int, emulator: Emulator, clients: ForkServer,
         if job_id:
             job = emulator.wait_processed(job_id)
             if "error" not in result and job["status"] != "complete":
-                result = {"error": f"the emulator did not accept the upload: job {job_id} is {job['status']}"
-                                   + (f" ({job['error']})" if job.get("error") else "")}
+                result = {
+                    "error": f"the emulator did not accept the upload: job {job_id} is {job['status']}"
+                    + (f" ({job['error']})" if job.get("error") else "")
+                }
         results[name].append(result)
 
     def same_bytes(result: dict) -> dict:
-        if "error" not in result and seen["results_bytes"] is not None and result["bytes"] != seen["results_bytes"]:
+        if (
+            "error" not in result
+            and seen["results_bytes"] is not None
+            and result["bytes"] != seen["results_bytes"]
+        ):
             return {"error": f"got {result['bytes']} bytes of results, curl got {seen['results_bytes']}"}
         return result
 
     def run_once(run: int) -> None:
         # uploads: each to a fresh job
         job = emulator.create_job(resumable=False)
-        result = run_curl(["-T", str(ids), "-H", "Content-Type: text/plain", "-o", "/dev/null", job["upload_url"]],
-                          emulator.pid)
+        result = run_curl(
+            ["-T", str(ids), "-H", "Content-Type: text/plain", "-o", "/dev/null", job["upload_url"]],
+            emulator.pid,
+        )
         record("curl_up", result, job["id"])
         if seen["download_job"] is None and "error" not in results["curl_up"][-1]:
             seen["download_job"] = job["id"]  # complete now: every download reads this job
@@ -479,8 +574,18 @@ def measure_size(count: int, runs: int, emulator: Emulator, clients: ForkServer,
             seen["wire_bytes"] = result["wire_down"]
         results["curl_down"].append(result)
         local = work / f"hook-results-{count}.jsonl"
-        results["download"].append(same_bytes(clients.run(
-            {"kind": "download", "job_id": job_id, "destination": str(local), "emulator_pid": emulator.pid})))
+        results["download"].append(
+            same_bytes(
+                clients.run(
+                    {
+                        "kind": "download",
+                        "job_id": job_id,
+                        "destination": str(local),
+                        "emulator_pid": emulator.pid,
+                    }
+                )
+            )
+        )
         local.unlink(missing_ok=True)
         if s3 is None:
             return
@@ -488,13 +593,32 @@ def measure_size(count: int, runs: int, emulator: Emulator, clients: ForkServer,
         # the same results into S3: s3fs's put of curl's file, and the hook's download
         keys = [f"s3fs/{count}-{run}.jsonl", f"hook/{count}-{run}.jsonl"]
         if curl_results.exists():
-            results["s3fs_put"].append(clients.run({"kind": "s3fs-put", "endpoint_url": s3["endpoint_url"],
-                                                    "bucket": bucket, "key": keys[0], "src": str(curl_results)}))
+            results["s3fs_put"].append(
+                clients.run(
+                    {
+                        "kind": "s3fs-put",
+                        "endpoint_url": s3["endpoint_url"],
+                        "bucket": bucket,
+                        "key": keys[0],
+                        "src": str(curl_results),
+                    }
+                )
+            )
         else:
             results["s3fs_put"].append({"error": "no results file (the curl download failed)"})
-        results["s3_download"].append(same_bytes(clients.run(
-            {"kind": "download", "job_id": job_id, "bucket": bucket, "emulator_pid": emulator.pid,
-             "destination": f"s3://aws_default@{bucket}/{keys[1]}"})))
+        results["s3_download"].append(
+            same_bytes(
+                clients.run(
+                    {
+                        "kind": "download",
+                        "job_id": job_id,
+                        "bucket": bucket,
+                        "emulator_pid": emulator.pid,
+                        "destination": f"s3://aws_default@{bucket}/{keys[1]}",
+                    }
+                )
+            )
+        )
         s3["client"].delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": key} for key in keys]})
 
     for run in range(runs):
@@ -507,9 +631,15 @@ def measure_size(count: int, runs: int, emulator: Emulator, clients: ForkServer,
     down, _ = best(results["curl_down"])
     how = f"best of {runs}" if runs > 1 else "1 run"
     print()
-    print(f"{label(count)} tweet IDs: ID file {id_bytes / 1e6:.1f} MB; results "
-          + (f"{seen['results_bytes'] / 1e6:.1f} MB ({seen['wire_bytes'] / 1e6:.1f} MB on the wire)"
-             if seen["results_bytes"] is not None else "unknown (the curl download failed)") + f"; {how}")
+    print(
+        f"{label(count)} tweet IDs: ID file {id_bytes / 1e6:.1f} MB; results "
+        + (
+            f"{seen['results_bytes'] / 1e6:.1f} MB ({seen['wire_bytes'] / 1e6:.1f} MB on the wire)"
+            if seen["results_bytes"] is not None
+            else "unknown (the curl download failed)"
+        )
+        + f"; {how}"
+    )
     print(COLUMNS)
     print(row("curl -T (upload)", count, results["curl_up"], up, id_bytes))
     print(row("hook simple upload", count, results["simple"], up))
@@ -523,10 +653,17 @@ def measure_size(count: int, runs: int, emulator: Emulator, clients: ForkServer,
         print(row("s3fs put (baseline)", count, results["s3fs_put"], put))
         print(row("hook download to s3://", count, results["s3_download"], put))
     for what, baseline in (("upload", up), ("download", down)):
-        if baseline and baseline.get("emulator_cpu") and baseline["emulator_cpu"] >= 0.85 * baseline["seconds"]:
-            print(f"  note: the emulator used {100 * baseline['emulator_cpu'] / baseline['seconds']:.0f}% CPU during "
-                  f"curl's {what}: the emulator, not curl, set that baseline's rate, so the {what} ratios "
-                  "understate the gap to what curl could do")
+        if (
+            baseline
+            and baseline.get("emulator_cpu")
+            and baseline["emulator_cpu"] >= 0.85 * baseline["seconds"]
+        ):
+            print(
+                f"  note: the emulator used {100 * baseline['emulator_cpu'] / baseline['seconds']:.0f}% CPU "
+                "during "
+                f"curl's {what}: the emulator, not curl, set that baseline's rate, so the {what} ratios "
+                "understate the gap to what curl could do"
+            )
     print(flush=True)
 
 
@@ -537,22 +674,38 @@ def start_s3(work: Path):
         from tests.support.seaweed import SeaweedS3
 
         server = SeaweedS3(work / "seaweed", stop_timeout=3).start()
-    except Exception as exc:  # noqa: BLE001 - the S3 part is reported as skipped, the rest goes on
+    except Exception as exc:
         print(f"S3 part skipped: SeaweedFS did not start: {one_line(exc)}")
         return None
     bucket = server.create_bucket("bench")
-    return {"server": server, "bucket": bucket, "endpoint_url": server.endpoint_url, "client": server.client(),
-            "env": server.connection_env("aws_default")}
+    return {
+        "server": server,
+        "bucket": bucket,
+        "endpoint_url": server.endpoint_url,
+        "client": server.client(),
+        "env": server.connection_env("aws_default"),
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=parse_size, nargs="+", default=[1_000_000, 5_000_000, 20_000_000],
-                        metavar="N", help="ID counts (1M, 500k, 2000000…); default 1M 5M 20M")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--sizes",
+        type=parse_size,
+        nargs="+",
+        default=[1_000_000, 5_000_000, 20_000_000],
+        metavar="N",
+        help="ID counts (1M, 500k, 2000000…); default 1M 5M 20M",
+    )
     parser.add_argument("--quick", action="store_true", help="1M IDs only")
-    parser.add_argument("--runs", type=int, default=None,
-                        help="runs per transfer, the best is shown (default 3 up to 5M IDs, 1 above)")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=None,
+        help="runs per transfer, the best is shown (default 3 up to 5M IDs, 1 above)",
+    )
     parser.add_argument("--no-s3", action="store_true", help="skip the S3 (SeaweedFS) part")
     parser.add_argument("--forkserver", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -572,19 +725,33 @@ def main() -> None:
         emulator = Emulator(work)
         s3 = clients = None
         try:
-            env = {**os.environ, "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
-                   "AIRFLOW_HOME": os.environ.get("AIRFLOW_HOME", str(BENCH_DIR / "airflow")),
-                   "AIRFLOW_CONN_X_COMPLIANCE_DEFAULT": json.dumps({
-                       "conn_type": "x_compliance", "host": emulator.base_url, "password": TOKEN,
-                       "extra": {"timeout": 300, "max_retries": 0}})}
+            env = {
+                **os.environ,
+                "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+                "AIRFLOW_HOME": os.environ.get("AIRFLOW_HOME", str(BENCH_DIR / "airflow")),
+                "AIRFLOW_CONN_X_COMPLIANCE_DEFAULT": json.dumps(
+                    {
+                        "conn_type": "x_compliance",
+                        "host": emulator.base_url,
+                        "password": TOKEN,
+                        "extra": {"timeout": 300, "max_retries": 0},
+                    }
+                ),
+            }
             if not args.no_s3:
                 s3 = start_s3(work)
                 if s3:
                     env.update(s3["env"])
             clients = ForkServer(env, work)
-            curl_version = subprocess.run(["curl", "--version"], capture_output=True, text=True).stdout.split()[1]
-            print(f"emulator {emulator.base_url} (own process, pid {emulator.pid}; plain mode); curl {curl_version}; "
-                  f"{os.cpu_count()} CPUs" + (f"; SeaweedFS S3 at {s3['endpoint_url']}" if s3 else ""), flush=True)
+            curl_version = subprocess.run(
+                ["curl", "--version"], capture_output=True, text=True
+            ).stdout.split()[1]
+            print(
+                f"emulator {emulator.base_url} (own process, pid {emulator.pid}; plain mode); "
+                f"curl {curl_version}; "
+                f"{os.cpu_count()} CPUs" + (f"; SeaweedFS S3 at {s3['endpoint_url']}" if s3 else ""),
+                flush=True,
+            )
             for count in sizes:
                 runs = args.runs or (3 if count <= 5_000_000 else 1)
                 measure_size(count, runs, emulator, clients, work, s3)

@@ -14,12 +14,16 @@ from tests.support import AirflowEnv, SeaweedS3
 from tests.support.dev_airflow import DevAirflow
 from tests.support.postgres import PostgresServer, running_postgres
 
-
 # Test tiers, as markers given here from what a test uses, so no test file has to remember them:
 # ./dev test -m unit runs the fast tier. Registered in pyproject.toml.
 _TIERS = ("unit", "emulator", "airflow", "integration", "distributed", "browser")
-_TIER_BY_FIXTURE = {"airflow_env": "airflow", "dev_airflow": "airflow", "seaweed": "integration",
-                    "s3_bucket": "integration", "postgres": "integration"}
+_TIER_BY_FIXTURE = {
+    "airflow_env": "airflow",
+    "dev_airflow": "airflow",
+    "seaweed": "integration",
+    "s3_bucket": "integration",
+    "postgres": "integration",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -15,7 +15,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -102,8 +102,9 @@ def rule(job_type: str, reason: str, overrides: dict[str, str]) -> str:
     return "scrub_geo" if job_type == "tweets" and reason == "scrub_geo" else "delete"
 
 
-def flagged_ids(job_type: str, results: list[tuple[int, str | None]],
-                overrides: dict[str, str]) -> dict[str, tuple[str, str]]:
+def flagged_ids(
+    job_type: str, results: list[tuple[int, str | None]], overrides: dict[str, str]
+) -> dict[str, tuple[str, str]]:
     """``{id: (change, reason)}``: delete beats scrub_geo; an ID only kept is not flagged."""
     asked: dict[str, list[tuple[str, str]]] = {}
     for record_id, reason in results:
@@ -151,8 +152,9 @@ def _start(job_type: str, results: list, overrides: dict[str, str] | None) -> tu
     return expected, flagged_ids(job_type, results, overrides)
 
 
-def expect_tweets_job(tweets: list[tuple], results: list, overrides: dict | None = None,
-                      table: str = "tweets") -> Expected:
+def expect_tweets_job(
+    tweets: list[tuple], results: list, overrides: dict | None = None, table: str = "tweets"
+) -> Expected:
     expected, flagged = _start("tweets", results, overrides)
     after = []
     for row in tweets:
@@ -168,9 +170,14 @@ def expect_tweets_job(tweets: list[tuple], results: list, overrides: dict | None
     return expected
 
 
-def expect_users_job(tweets: list[tuple] | None, users: list[tuple], results: list,
-                     overrides: dict | None = None, tweets_table: str = "tweets",
-                     users_table: str = "users") -> Expected:
+def expect_users_job(
+    tweets: list[tuple] | None,
+    users: list[tuple],
+    results: list,
+    overrides: dict | None = None,
+    tweets_table: str = "tweets",
+    users_table: str = "users",
+) -> Expected:
     """``tweets`` None: the job's ``table`` is the users table itself."""
     expected, flagged = _start("users", results, overrides)
     if tweets is not None:
@@ -280,8 +287,13 @@ def pg_admin(server: Any, schema: str) -> Any:
     return admin
 
 
-@pytest.fixture(params=["sqlite3", pytest.param("psycopg", marks=pytest.mark.integration),
-                        pytest.param("psycopg2", marks=pytest.mark.integration)])
+@pytest.fixture(
+    params=[
+        "sqlite3",
+        pytest.param("psycopg", marks=pytest.mark.integration),
+        pytest.param("psycopg2", marks=pytest.mark.integration),
+    ]
+)
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     """A fresh database per test: a SQLite file, or a PostgreSQL schema of its own."""
     if request.param == "sqlite3":
@@ -291,20 +303,41 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
         schema = f"t_{uuid.uuid4().hex[:12]}"
         options = f"-c search_path={schema}"
         driver = psycopg if request.param == "psycopg" else psycopg2
-        database = Database(request.param, "%s", lambda: driver.connect(server.uri, options=options),
-                            pg_admin(server, schema), schema)
+        database = Database(
+            request.param,
+            "%s",
+            lambda: driver.connect(server.uri, options=options),
+            pg_admin(server, schema),
+            schema,
+        )
     try:
         yield database
     finally:
         database.close()
 
 
-def applier(db: Database, job_type: str, target: SqlTarget, *, conn: Any = None,
-            overrides: dict | None = None, audit: str | None = "hmac", **options: Any) -> SqlApplier:
+def applier(
+    db: Database,
+    job_type: str,
+    target: SqlTarget,
+    *,
+    conn: Any = None,
+    overrides: dict | None = None,
+    audit: str | None = "hmac",
+    **options: Any,
+) -> SqlApplier:
     """A SqlApplier on a new connection, with the tests' job and run IDs."""
     identity = AuditIdentity(audit, AUDIT_KEY if audit == "hmac" else None) if audit else None
-    return SqlApplier(conn or db.connect(), db.placeholder, ChangeRules(job_type, overrides), target,
-                      audit=identity, job_id=JOB_ID, run_id=RUN_ID, **options)
+    return SqlApplier(
+        conn or db.connect(),
+        db.placeholder,
+        ChangeRules(job_type, overrides),
+        target,
+        audit=identity,
+        job_id=JOB_ID,
+        run_id=RUN_ID,
+        **options,
+    )
 
 
 TWEETS_TARGET = SqlTarget("tweets", geo_columns=GEO, audit_table=AUDIT)
@@ -334,19 +367,29 @@ def assert_report(report: dict, expected: Expected, **fields: Any) -> None:
     assert {k: report[k] for k in fields} == fields
 
 
-def assert_audit(db: Database, expected: Expected, mode: str = "hmac", *, ids: Iterable[int] = (),
-                 job_id: str | None = JOB_ID, run_id: str | None = RUN_ID, table: str = AUDIT) -> None:
+def assert_audit(
+    db: Database,
+    expected: Expected,
+    mode: str = "hmac",
+    *,
+    ids: Iterable[int] = (),
+    job_id: str | None = JOB_ID,
+    run_id: str | None = RUN_ID,
+    table: str = AUDIT,
+) -> None:
     """One row per changed record, keyed as ``mode`` says, and (unless plain) no record's plain
     ID in any cell."""
     columns, rows = db.select(table)
     assert columns == list(AUDIT_COLUMNS)
-    want = Counter((audit_key(mode, rid), rtype, target, reason, change, job_id, run_id)
-                   for rid, rtype, target, reason, change in expected.audit)
+    want = Counter(
+        (audit_key(mode, rid), rtype, target, reason, change, job_id, run_id)
+        for rid, rtype, target, reason, change in expected.audit
+    )
     assert Counter(row[:7] for row in rows) == want
     stamps = {row[7] for row in rows}
     assert len(stamps) == 1, "one applied_at per run"
     applied_at = datetime.fromisoformat(stamps.pop().replace("Z", "+00:00"))
-    assert timedelta(0) <= datetime.now(timezone.utc) - applied_at < timedelta(minutes=10)
+    assert timedelta(0) <= datetime.now(UTC) - applied_at < timedelta(minutes=10)
     if mode != "plain":
         plain = {str(i) for i in ids} | {str(rid) for rid, *_ in expected.audit}
         lengths = sorted({len(i) for i in plain})
@@ -359,21 +402,28 @@ def ids_within(text: str, ids: set[str], lengths: list[int]) -> Iterator[str]:
     """The IDs (of the given lengths) that occur anywhere in ``text``, found through its runs of digits."""
     for run in re.findall(r"\d{%d,}" % lengths[0], text):
         for n in lengths:
-            yield from (run[at:at + n] for at in range(len(run) - n + 1) if run[at:at + n] in ids)
+            yield from (run[at : at + n] for at in range(len(run) - n + 1) if run[at : at + n] in ids)
 
 
 # ---------------------------------------------------------------------------- 1, 2: tweets jobs
 TWEETS_RESULTS = [
-    (T[0], "deleted"), (T[1], "suspended"), (T[2], "protected"), (T[4], "bounced"),
+    (T[0], "deleted"),
+    (T[1], "suspended"),
+    (T[2], "protected"),
+    (T[4], "bounced"),
     (T[5], "copyright_takedown"),  # a reason the rules do not name: deleted too
     (T[7], None),  # no reason at all ("unknown"): deleted
     (T[3], "scrub_geo"),  # full geo
     (T[10], "scrub_geo"),  # a place only
     (T[8], "scrub_geo"),  # no geo data: nothing to scrub
-    (T[6], "scrub_geo"), (T[6], "deleted"),  # both: deleted
-    (T[9], "deleted"), (T[9], "scrub_geo"),  # both, the other order
-    (T[0], "deleted"), (T[3], "scrub_geo"),  # duplicates
-    (ABSENT, "deleted"), (ABSENT + 1, "scrub_geo"),  # not in the data
+    (T[6], "scrub_geo"),
+    (T[6], "deleted"),  # both: deleted
+    (T[9], "deleted"),
+    (T[9], "scrub_geo"),  # both, the other order
+    (T[0], "deleted"),
+    (T[3], "scrub_geo"),  # duplicates
+    (ABSENT, "deleted"),
+    (ABSENT + 1, "scrub_geo"),  # not in the data
 ]
 
 
@@ -390,8 +440,15 @@ def test_tweets_job_deletes_by_reason_and_scrubs_geo(db: Database, tmp_path: Pat
     conn = db.connect()
     report = applier(db, "tweets", TWEETS_TARGET, conn=conn).run(results)
 
-    assert_report(report, expected, job_type="tweets", job_id=JOB_ID, target="tweets", dry_run=False,
-                  results_path=str(results))
+    assert_report(
+        report,
+        expected,
+        job_type="tweets",
+        job_id=JOB_ID,
+        target="tweets",
+        dry_run=False,
+        results_path=str(results),
+    )
     assert report["targets"] == {"tweets": {"deleted": 8, "updated": 2}}
     assert_tables(db, {"tweets": expected.tables["tweets"], "users": USERS}, conn)
     assert_audit(db, expected, ids=T + U)
@@ -416,8 +473,12 @@ def test_second_run_over_the_same_results_changes_nothing(db: Database, tmp_path
 
 # ---------------------------------------------------------------------------- 3: users jobs
 USERS_RESULTS = [
-    (U[0], "suspended"), (U[2], "deleted"), (U[2], "deleted"), (U[5], "deactivated"),
-    (U[3], "made_up_reason"), (ABSENT, "suspended"),
+    (U[0], "suspended"),
+    (U[2], "deleted"),
+    (U[2], "deleted"),
+    (U[5], "deactivated"),
+    (U[3], "made_up_reason"),
+    (ABSENT, "suspended"),
 ]
 
 
@@ -456,10 +517,14 @@ def test_users_job_on_the_users_table_itself(db: Database, tmp_path: Path) -> No
 OVERRIDE_RESULTS = TWEETS_RESULTS + [(T[11], "protected"), (T[12], "protected"), (ABSENT + 2, "protected")]
 
 
-@pytest.mark.parametrize("overrides", [
-    {"protected": "keep"},
-    {"protected": "keep", "scrub_geo": "keep", "bounced": "scrub_geo"},
-], ids=["keep-protected", "three-overrides"])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"protected": "keep"},
+        {"protected": "keep", "scrub_geo": "keep", "bounced": "scrub_geo"},
+    ],
+    ids=["keep-protected", "three-overrides"],
+)
 def test_overrides_change_what_a_reason_does(db: Database, tmp_path: Path, overrides: dict) -> None:
     """{"protected": "keep"} keeps protected tweets, and report["kept"] counts those result lines."""
     db.seed()
@@ -533,8 +598,10 @@ def test_max_delete_fraction_refuses_and_changes_nothing(db: Database, tmp_path:
         lines, target = USERS_RESULTS, USERS_TARGET
         expected = expect_users_job(TWEETS, USERS, lines)
     results = write_results(tmp_path / "results.jsonl", lines)
-    fractions = {"tweets": expected.fraction_deleted("tweets", len(TWEETS)),
-                 "users": expected.fraction_deleted("users", len(USERS))}
+    fractions = {
+        "tweets": expected.fraction_deleted("tweets", len(TWEETS)),
+        "users": expected.fraction_deleted("users", len(USERS)),
+    }
     worst = max(fractions, key=fractions.get)
 
     conn = db.connect()
@@ -597,22 +664,54 @@ def test_a_bad_id_is_refused_with_its_line(db: Database, tmp_path: Path) -> None
     assert_tables(db, {"tweets": TWEETS})
 
 
-@pytest.mark.parametrize("job_type, target, named", [
-    ("tweets", SqlTarget("tweet", geo_columns=GEO, audit_table=AUDIT), "Table tweet cannot be read"),
-    ("tweets", SqlTarget("tweets", id_column="tweet_id", audit_table=AUDIT),
-     "Table tweets has no column 'tweet_id'"),
-    ("tweets", SqlTarget("tweets", geo_columns=("geo_lat", "geo_lon", "geo_alt"), audit_table=AUDIT),
-     "Table tweets has no column 'geo_alt'"),
-    ("users", SqlTarget("tweets", author_id_column="user_id", users_table="users", audit_table=AUDIT),
-     "Table tweets has no column 'user_id'"),
-    ("users", SqlTarget("tweets", author_id_column="author_id", users_table="members", audit_table=AUDIT),
-     "Table members cannot be read"),
-    ("users", SqlTarget("tweets", author_id_column="author_id", users_table="users",
-                        users_id_column="user_id", audit_table=AUDIT), "Table users has no column 'user_id'"),
-], ids=["missing-table", "missing-column", "missing-geo-column", "missing-author-column",
-        "missing-users-table", "missing-users-column"])
-def test_configuration_errors_name_what_is_missing(db: Database, tmp_path: Path, job_type: str,
-                                                   target: SqlTarget, named: str) -> None:
+@pytest.mark.parametrize(
+    "job_type, target, named",
+    [
+        ("tweets", SqlTarget("tweet", geo_columns=GEO, audit_table=AUDIT), "Table tweet cannot be read"),
+        (
+            "tweets",
+            SqlTarget("tweets", id_column="tweet_id", audit_table=AUDIT),
+            "Table tweets has no column 'tweet_id'",
+        ),
+        (
+            "tweets",
+            SqlTarget("tweets", geo_columns=("geo_lat", "geo_lon", "geo_alt"), audit_table=AUDIT),
+            "Table tweets has no column 'geo_alt'",
+        ),
+        (
+            "users",
+            SqlTarget("tweets", author_id_column="user_id", users_table="users", audit_table=AUDIT),
+            "Table tweets has no column 'user_id'",
+        ),
+        (
+            "users",
+            SqlTarget("tweets", author_id_column="author_id", users_table="members", audit_table=AUDIT),
+            "Table members cannot be read",
+        ),
+        (
+            "users",
+            SqlTarget(
+                "tweets",
+                author_id_column="author_id",
+                users_table="users",
+                users_id_column="user_id",
+                audit_table=AUDIT,
+            ),
+            "Table users has no column 'user_id'",
+        ),
+    ],
+    ids=[
+        "missing-table",
+        "missing-column",
+        "missing-geo-column",
+        "missing-author-column",
+        "missing-users-table",
+        "missing-users-column",
+    ],
+)
+def test_configuration_errors_name_what_is_missing(
+    db: Database, tmp_path: Path, job_type: str, target: SqlTarget, named: str
+) -> None:
     """A missing table or column: ApplyConfigError naming it, before anything changed."""
     db.seed()
     lines = TWEETS_RESULTS if job_type == "tweets" else USERS_RESULTS
@@ -624,16 +723,27 @@ def test_configuration_errors_name_what_is_missing(db: Database, tmp_path: Path,
     assert not db.exists(AUDIT)
 
 
-@pytest.mark.parametrize("fields", [
-    {"table": "tweets; drop table x"},
-    {"table": "a.b.c"},
-    {"table": "tweets", "id_column": "id) OR (1=1"},
-    {"table": "tweets", "geo_columns": ("geo_lat", "geo_lon = 0, text")},
-    {"table": "tweets", "author_id_column": "author_id--"},
-    {"table": "tweets", "users_table": "users where 1=1"},
-    {"table": "tweets", "audit_table": "audit; drop table tweets"},
-], ids=["table-with-statement", "three-part-name", "id-column", "geo-column", "author-id-column",
-        "users-table", "audit-table"])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"table": "tweets; drop table x"},
+        {"table": "a.b.c"},
+        {"table": "tweets", "id_column": "id) OR (1=1"},
+        {"table": "tweets", "geo_columns": ("geo_lat", "geo_lon = 0, text")},
+        {"table": "tweets", "author_id_column": "author_id--"},
+        {"table": "tweets", "users_table": "users where 1=1"},
+        {"table": "tweets", "audit_table": "audit; drop table tweets"},
+    ],
+    ids=[
+        "table-with-statement",
+        "three-part-name",
+        "id-column",
+        "geo-column",
+        "author-id-column",
+        "users-table",
+        "audit-table",
+    ],
+)
 def test_names_that_are_not_plain_sql_names_are_refused(fields: dict) -> None:
     """Names become SQL text: anything but a plain (schema.)name is refused before any connection."""
     with pytest.raises(ApplyConfigError, match="is not a plain SQL name"):
@@ -644,12 +754,16 @@ def break_user_deletes(db: Database) -> str:
     """Make ``DELETE FROM users`` fail for a flagged user: a foreign key on PostgreSQL, a
     RAISE(ABORT) trigger on SQLite. Returns the words the database's error will hold."""
     if db.postgres:
-        db.execute("CREATE TABLE follows (follower BIGINT REFERENCES users (id), "
-                   "followee BIGINT REFERENCES users (id))")
+        db.execute(
+            "CREATE TABLE follows (follower BIGINT REFERENCES users (id), "
+            "followee BIGINT REFERENCES users (id))"
+        )
         db.execute(f"INSERT INTO follows VALUES ({U[1]}, {U[2]})")
         return "foreign key"
-    db.execute("CREATE TRIGGER users_stay BEFORE DELETE ON users "
-               "BEGIN SELECT RAISE(ABORT, 'users are kept by policy'); END")
+    db.execute(
+        "CREATE TRIGGER users_stay BEFORE DELETE ON users "
+        "BEGIN SELECT RAISE(ABORT, 'users are kept by policy'); END"
+    )
     return "users are kept by policy"
 
 
@@ -746,18 +860,26 @@ def apply_dag_env(tmp_path: Path, postgres: Any, **extra: str) -> dict[str, str]
     }
 
 
-def test_operator_applies_results_in_a_dag_run(airflow_env: Any, postgres: Any, pg_schema: tuple,
-                                               operator_databases: tuple, tmp_path: Path) -> None:
+def test_operator_applies_results_in_a_dag_run(
+    airflow_env: Any, postgres: Any, pg_schema: tuple, operator_databases: tuple, tmp_path: Path
+) -> None:
     """XComplianceApplyToSqlOperator in ``airflow dags test``: a tweets job on a SQLite connection,
     a users job on the PostgreSQL one, the HMAC key from AIRFLOW_VAR_X_COMPLIANCE_AUDIT_KEY."""
     lite, pg = operator_databases
     tweets_results = write_results(tmp_path / "tweets.jsonl", TWEETS_RESULTS)
     users_results = write_results(tmp_path / "users.jsonl", USERS_RESULTS)
-    conf = {"tweets_results": str(tweets_results), "users_results": users_results.as_uri(),
-            "job_id": JOB_ID, "pg_schema": pg_schema[1]}
+    conf = {
+        "tweets_results": str(tweets_results),
+        "users_results": users_results.as_uri(),
+        "job_id": JOB_ID,
+        "pg_schema": pg_schema[1],
+    }
 
     run = airflow_env.dags_test(
-        "xc_apply_sql", TEST_DAGS, conf=conf, dag_file=TEST_DAGS / "xc_apply_dags.py",
+        "xc_apply_sql",
+        TEST_DAGS,
+        conf=conf,
+        dag_file=TEST_DAGS / "xc_apply_dags.py",
         env=apply_dag_env(tmp_path, postgres, AIRFLOW_VAR_X_COMPLIANCE_AUDIT_KEY=AUDIT_KEY.decode()),
     ).assert_success()
 
@@ -765,18 +887,32 @@ def test_operator_applies_results_in_a_dag_run(airflow_env: Any, postgres: Any, 
     assert_tables(lite, {"tweets": tweets_job.tables["tweets"], "users": USERS})
     assert_audit(lite, tweets_job, ids=T + U, run_id=run.run_id)
     report = run.xcom("apply_sqlite")
-    assert_report(report, tweets_job, job_type="tweets", job_id=JOB_ID, target="tweets",
-                  results_path=str(tweets_results), dry_run=False)
+    assert_report(
+        report,
+        tweets_job,
+        job_type="tweets",
+        job_id=JOB_ID,
+        target="tweets",
+        results_path=str(tweets_results),
+        dry_run=False,
+    )
     assert run.asset_events("x-compliance://applied/sqlite")[0]["extra"] == report
 
     qualified = f"{pg_schema[1]}.tweets"
-    users_job = expect_users_job(TWEETS, USERS, USERS_RESULTS, tweets_table=qualified,
-                                 users_table=f"{pg_schema[1]}.users")
-    assert_tables(pg, {"tweets": users_job.tables[qualified],
-                       "users": users_job.tables[f"{pg_schema[1]}.users"]})
+    users_job = expect_users_job(
+        TWEETS, USERS, USERS_RESULTS, tweets_table=qualified, users_table=f"{pg_schema[1]}.users"
+    )
+    assert_tables(
+        pg, {"tweets": users_job.tables[qualified], "users": users_job.tables[f"{pg_schema[1]}.users"]}
+    )
     assert_audit(pg, users_job, ids=T + U, run_id=run.run_id)
-    assert_report(run.xcom("apply_postgres"), users_job, job_type="users", target=qualified,
-                  results_path=users_results.as_uri())
+    assert_report(
+        run.xcom("apply_postgres"),
+        users_job,
+        job_type="users",
+        target=qualified,
+        results_path=users_results.as_uri(),
+    )
 
 
 def test_operator_without_the_audit_key_variable_fails_and_changes_nothing(
@@ -784,19 +920,27 @@ def test_operator_without_the_audit_key_variable_fails_and_changes_nothing(
 ) -> None:
     """No x_compliance_audit_key Variable: both tasks fail, saying how to set it; no table changed."""
     lite, pg = operator_databases
-    conf = {"tweets_results": str(write_results(tmp_path / "tweets.jsonl", TWEETS_RESULTS)),
-            "users_results": str(write_results(tmp_path / "users.jsonl", USERS_RESULTS)),
-            "job_id": JOB_ID, "pg_schema": pg_schema[1]}
+    conf = {
+        "tweets_results": str(write_results(tmp_path / "tweets.jsonl", TWEETS_RESULTS)),
+        "users_results": str(write_results(tmp_path / "users.jsonl", USERS_RESULTS)),
+        "job_id": JOB_ID,
+        "pg_schema": pg_schema[1],
+    }
 
-    run = airflow_env.dags_test("xc_apply_sql", TEST_DAGS, conf=conf, dag_file=TEST_DAGS / "xc_apply_dags.py",
-                                env=apply_dag_env(tmp_path, postgres))
+    run = airflow_env.dags_test(
+        "xc_apply_sql",
+        TEST_DAGS,
+        conf=conf,
+        dag_file=TEST_DAGS / "xc_apply_dags.py",
+        env=apply_dag_env(tmp_path, postgres),
+    )
 
     assert run.failed and run.task_states() == {"apply_sqlite": "failed", "apply_postgres": "failed"}
     logs = run.logs_text()
-    assert ("audit_ids='hmac' needs a key, and none is set. "
-            "Set the Airflow Variable 'x_compliance_audit_key'") in logs
+    assert (
+        "audit_ids='hmac' needs a key, and none is set. Set the Airflow Variable 'x_compliance_audit_key'"
+    ) in logs
     assert "airflow variables set x_compliance_audit_key" in logs
     for database in (lite, pg):
         assert_tables(database, {"tweets": TWEETS, "users": USERS})
         assert not database.exists(AUDIT)
-

@@ -7,11 +7,10 @@ import dataclasses
 import json
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from airflow_provider_xcompliance.reports import DownloadSummary, UploadReport
 from airflow_provider_xcompliance.emulator import XComplianceEmulator, expected_results, generate_dataset
 from airflow_provider_xcompliance.exceptions import (
     InvalidIdError,
@@ -28,6 +27,7 @@ from airflow_provider_xcompliance.exceptions import (
     XComplianceStorageError,
 )
 from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
+from airflow_provider_xcompliance.reports import DownloadSummary, UploadReport
 from airflow_provider_xcompliance.transfer import GRANULE as RESUMABLE_GRANULE
 
 TOKEN = "hook-test-token-5f1c9a"
@@ -35,7 +35,9 @@ TOKEN = "hook-test-token-5f1c9a"
 
 @pytest.fixture
 def emulator(tmp_path):
-    with XComplianceEmulator(token=TOKEN, data_dir=tmp_path / "emulator", speed=100, processing_seconds=30) as emu:
+    with XComplianceEmulator(
+        token=TOKEN, data_dir=tmp_path / "emulator", speed=100, processing_seconds=30
+    ) as emu:
         yield emu
 
 
@@ -43,7 +45,9 @@ def connect(monkeypatch, emulator, conn_id="x_compliance_default", token=TOKEN, 
     extra = {"timeout": 10, "max_retries": 3, **extra}
     monkeypatch.setenv(
         f"AIRFLOW_CONN_{conn_id.upper()}",
-        json.dumps({"conn_type": "x_compliance", "host": emulator.base_url, "password": token, "extra": extra}),
+        json.dumps(
+            {"conn_type": "x_compliance", "host": emulator.base_url, "password": token, "extra": extra}
+        ),
     )
     return XComplianceHook(x_conn_id=conn_id)
 
@@ -151,7 +155,7 @@ def test_rate_limit_waits_for_the_reset(monkeypatch, tmp_path):
             try:
                 impatient.get_job(job.id)
             except XComplianceRateLimited as error:
-                assert error.reset_at > datetime.now(timezone.utc) - timedelta(seconds=1)
+                assert error.reset_at > datetime.now(UTC) - timedelta(seconds=1)
                 break
         else:
             pytest.fail("no 429 reached the caller")
@@ -169,7 +173,9 @@ def dataset(tmp_path):
 
 def test_round_trip_of_100k_ids_matches_the_ground_truth(monkeypatch, tmp_path, dataset):
     ids, truth = dataset
-    with XComplianceEmulator(token=TOKEN, data_dir=tmp_path / "emu", speed=100, ground_truth=truth) as emulator:
+    with XComplianceEmulator(
+        token=TOKEN, data_dir=tmp_path / "emu", speed=100, ground_truth=truth
+    ) as emulator:
         hook = connect(monkeypatch, emulator)
         job = hook.create_job("tweets", name="round-trip")
         report = hook.upload_ids(job, ids)
@@ -230,11 +236,11 @@ def test_bad_line_stops_the_upload_before_it_completes(hook, emulator, tmp_path,
 
 def test_expired_upload_url_is_refused(hook, emulator, tmp_path):
     job = hook.create_job("tweets")
-    past = dataclasses.replace(job, upload_expires_at=datetime.now(timezone.utc) - timedelta(seconds=1))
+    past = dataclasses.replace(job, upload_expires_at=datetime.now(UTC) - timedelta(seconds=1))
     with pytest.raises(UploadWindowExpired, match=f"upload URL of compliance job {job.id} expired"):
         hook.upload_ids(past, ["1"])
     time.sleep(9.5)  # the 900 s window at speed 100
-    lying = dataclasses.replace(job, upload_expires_at=datetime.now(timezone.utc) + timedelta(hours=1))
+    lying = dataclasses.replace(job, upload_expires_at=datetime.now(UTC) + timedelta(hours=1))
     with pytest.raises(UploadWindowExpired, match="ExpiredToken") as caught:
         hook.upload_ids(lying, ["1"])
     assert "X-Goog-Signature" not in str(caught.value) and "http" not in str(caught.value)
@@ -243,7 +249,9 @@ def test_expired_upload_url_is_refused(hook, emulator, tmp_path):
 
 def test_forged_upload_url_is_refused(hook):
     job = hook.create_job("tweets")
-    forged = dataclasses.replace(job, upload_url=job.upload_url.replace("X-Goog-Expires=", "X-Goog-Expires=9"))
+    forged = dataclasses.replace(
+        job, upload_url=job.upload_url.replace("X-Goog-Expires=", "X-Goog-Expires=9")
+    )
     with pytest.raises(XComplianceStorageError, match="SignatureDoesNotMatch") as caught:
         hook.upload_ids(forged, ["1"])
     assert caught.value.status == 403
@@ -257,7 +265,9 @@ def test_download_refuses_unfinished_and_failed_jobs(hook, emulator, tmp_path):
     # client would, to make the job fail.
     import requests
 
-    requests.put(job.upload_url, data=b"1\nnot-an-id\n", headers={"Content-Type": "text/plain"}).raise_for_status()
+    requests.put(
+        job.upload_url, data=b"1\nnot-an-id\n", headers={"Content-Type": "text/plain"}
+    ).raise_for_status()
     failed = wait_until_done(hook, job.id)
     assert failed.status == "failed" and failed.error
     with pytest.raises(JobEndedError, match=f"{job.id} is failed: .*line 2"):
@@ -358,6 +368,7 @@ def test_upload_memory_stays_flat(hook, emulator, tmp_path, resumable):
     """Python's peak allocations while uploading do not grow with the file: 60 MB and 140 MB
     files (both beyond what the read-ahead and a chunk hold) peak within 16 MiB of each other
     (how full the read-ahead queue runs depends on thread timing), far below either file's size."""
+
     def ids_file(name, count):
         path = tmp_path / name
         with path.open("wb") as out:
@@ -383,8 +394,9 @@ def test_download_memory_stays_flat(monkeypatch, tmp_path):
     for count in (100_000, 500_000):
         ids, truth = tmp_path / f"ids-{count}.txt", tmp_path / f"truth-{count}.csv"
         generate_dataset(count, "tweets", ids, truth, seed=11, flagged_fraction=1.0)  # every ID flagged
-        with XComplianceEmulator(token=TOKEN, data_dir=tmp_path / f"emu-{count}", speed=100,
-                                 ground_truth=truth) as emulator:
+        with XComplianceEmulator(
+            token=TOKEN, data_dir=tmp_path / f"emu-{count}", speed=100, ground_truth=truth
+        ) as emulator:
             hook = connect(monkeypatch, emulator)
             job = hook.create_job("tweets")
             hook.upload_ids(job, ids)

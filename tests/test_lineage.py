@@ -85,8 +85,9 @@ def test_object_storage_paths_lose_their_connection_id():
 
 
 def test_submit_reads_the_id_file_into_the_jobs_of_its_type(x_api):
-    operator = XComplianceSubmitJobOperator(task_id="submit", job_type="tweets",
-                                            ids_path="s3://aws_default@bucket/ids/tweets.txt")
+    operator = XComplianceSubmitJobOperator(
+        task_id="submit", job_type="tweets", ids_path="s3://aws_default@bucket/ids/tweets.txt"
+    )
     lineage = operator.get_openlineage_facets_on_complete(None)
     assert names(lineage.inputs) == [("s3://bucket", "ids/tweets.txt")]
     assert names(lineage.outputs) == [("x-compliance://api.x.com", "jobs/tweets")]
@@ -107,8 +108,9 @@ def test_the_jobs_namespace_is_the_connections_api_host(monkeypatch):
         "AIRFLOW_CONN_X_EMULATOR",
         json.dumps({"conn_type": "x_compliance", "host": "http://127.0.0.1:8765", "password": TOKEN}),
     )
-    operator = XComplianceSubmitJobOperator(task_id="submit", job_type="users", ids_path="/ids.txt",
-                                            x_conn_id="x_emulator")
+    operator = XComplianceSubmitJobOperator(
+        task_id="submit", job_type="users", ids_path="/ids.txt", x_conn_id="x_emulator"
+    )
     lineage = operator.get_openlineage_facets_on_complete(None)
     assert names(lineage.outputs) == [("x-compliance://127.0.0.1:8765", "jobs/users")]
 
@@ -121,7 +123,10 @@ def test_create_reports_no_dataset(x_api):
 
 def test_download_reports_the_object_it_wrote(x_api):
     operator = XComplianceDownloadResultsOperator(
-        task_id="download", job_id="123", results_path="s3://aws_default@bucket/results/", job_type="tweets",
+        task_id="download",
+        job_id="123",
+        results_path="s3://aws_default@bucket/results/",
+        job_type="tweets",
     )
     lineage = operator.get_openlineage_facets_on_complete(None)
     assert names(lineage.inputs) == [("x-compliance://api.x.com", "jobs/tweets")]
@@ -132,8 +137,9 @@ def test_download_reports_the_object_it_wrote(x_api):
 
 
 def test_download_to_an_exact_object_names_it_before_it_ran(x_api):
-    operator = XComplianceDownloadResultsOperator(task_id="download", job_id="123",
-                                                  results_path="file:///data/results.jsonl")
+    operator = XComplianceDownloadResultsOperator(
+        task_id="download", job_id="123", results_path="file:///data/results.jsonl"
+    )
     lineage = operator.get_openlineage_facets_on_complete(None)
     assert names(lineage.outputs) == [("file", "/data/results.jsonl")]
     assert lineage.inputs == []  # no job type given, and the job was not downloaded here
@@ -151,7 +157,11 @@ def sqlite_conn(tmp_path, monkeypatch) -> Path:
 
 def test_apply_to_sqlite_reads_the_results_and_writes_its_tables(sqlite_conn):
     operator = XComplianceApplyToSqlOperator(
-        task_id="apply", conn_id="xc_sqlite", job_type="tweets", table="tweets", audit_table="xc_audit",
+        task_id="apply",
+        conn_id="xc_sqlite",
+        job_type="tweets",
+        table="tweets",
+        audit_table="xc_audit",
         users_table="users",  # a tweets job leaves the users alone
         results_path="s3://aws_default@bucket/results/tweets-1.jsonl",
     )
@@ -164,8 +174,13 @@ def test_apply_to_sqlite_reads_the_results_and_writes_its_tables(sqlite_conn):
 def test_apply_a_users_job_to_postgres_names_database_schema_and_table(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_XC_POSTGRES", "postgres://app:secret@db.example.com:5433/appdb")
     operator = XComplianceApplyToSqlOperator(
-        task_id="apply", conn_id="xc_postgres", job_type="users", table="public.tweets",
-        author_id_column="author_id", users_table="crm.users", results_path="/data/users-1.jsonl",
+        task_id="apply",
+        conn_id="xc_postgres",
+        job_type="users",
+        table="public.tweets",
+        author_id_column="author_id",
+        users_table="crm.users",
+        results_path="/data/users-1.jsonl",
     )
     lineage = operator.get_openlineage_facets_on_complete(None)
     assert names(lineage.inputs) == [("file", "/data/users-1.jsonl")]
@@ -176,10 +191,21 @@ def test_apply_a_users_job_to_postgres_names_database_schema_and_table(monkeypat
 
 
 def test_a_dry_run_writes_no_dataset(sqlite_conn):
-    sql = XComplianceApplyToSqlOperator(task_id="apply", conn_id="xc_sqlite", job_type="tweets",
-                                        table="tweets", results_path="/r.jsonl", dry_run="True")
-    files = XComplianceApplyToFilesOperator(task_id="apply_files", job_type="tweets", results_path="/r.jsonl",
-                                            data_path="/data/tweets/", dry_run=True)
+    sql = XComplianceApplyToSqlOperator(
+        task_id="apply",
+        conn_id="xc_sqlite",
+        job_type="tweets",
+        table="tweets",
+        results_path="/r.jsonl",
+        dry_run="True",
+    )
+    files = XComplianceApplyToFilesOperator(
+        task_id="apply_files",
+        job_type="tweets",
+        results_path="/r.jsonl",
+        data_path="/data/tweets/",
+        dry_run=True,
+    )
     for operator in (sql, files):
         lineage = operator.get_openlineage_facets_on_complete(None)
         assert names(lineage.inputs) == [("file", "/r.jsonl")] and lineage.outputs == []
@@ -187,8 +213,11 @@ def test_a_dry_run_writes_no_dataset(sqlite_conn):
 
 def test_apply_to_files_writes_the_data_set_and_the_audit():
     operator = XComplianceApplyToFilesOperator(
-        task_id="apply_files", job_type="tweets", results_path="file:///results/tweets-1.jsonl",
-        data_path="s3://aws_default@lake/tweets/", audit_path="gs://audit_conn@audits/x-compliance/",
+        task_id="apply_files",
+        job_type="tweets",
+        results_path="file:///results/tweets-1.jsonl",
+        data_path="s3://aws_default@lake/tweets/",
+        audit_path="gs://audit_conn@audits/x-compliance/",
         audit_ids="plain",
     )
     lineage = operator.get_openlineage_facets_on_complete(None)
@@ -252,8 +281,12 @@ def test_the_provider_works_without_openlineage(tmp_path):
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-c", WITHOUT_OPENLINEAGE, (tmp_path / "out.txt").as_uri()],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_OPENLINEAGE, (tmp_path / "out.txt").as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().endswith("written")
 
@@ -276,24 +309,33 @@ def test_a_dag_run_emits_the_datasets_in_its_complete_events(airflow_env, tmp_pa
     generate_dataset(3_000, "tweets", ids, truth, seed=5, flagged_fraction=0.1)
     data = tmp_path / "lake" / "tweets"
     data.mkdir(parents=True)
-    records = [{"id": tweet_id, "text": "t", "geo": {"place_id": "p"}}
-               for tweet_id in ids.read_text().split()]
+    records = [
+        {"id": tweet_id, "text": "t", "geo": {"place_id": "p"}} for tweet_id in ids.read_text().split()
+    ]
     (data / "part-0.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     results, audit = tmp_path / "results", tmp_path / "audit"
     ol_dir = tmp_path / "openlineage"
     ol_dir.mkdir()
     transport = {"type": "file", "log_file_path": str(ol_dir / "events"), "append": True}
 
-    with XComplianceEmulator(token=TOKEN, data_dir=tmp_path / "emu", speed=60, processing_seconds=120,
-                             ground_truth=truth) as emulator:
+    with XComplianceEmulator(
+        token=TOKEN, data_dir=tmp_path / "emu", speed=60, processing_seconds=120, ground_truth=truth
+    ) as emulator:
         connection = {"conn_type": "x_compliance", "host": emulator.base_url, "password": TOKEN}
         run = airflow_env.dags_test(
-            "xc_lineage", TEST_DAGS,
-            conf={"ids_path": ids.as_uri(), "results_path": results.as_uri() + "/",
-                  "data_path": data.as_uri() + "/", "audit_path": audit.as_uri() + "/"},
-            env={"AIRFLOW_CONN_X_COMPLIANCE_DEFAULT": json.dumps(connection),
-                 "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(transport),
-                 "AIRFLOW__OPENLINEAGE__NAMESPACE": "xc-lineage-test"},
+            "xc_lineage",
+            TEST_DAGS,
+            conf={
+                "ids_path": ids.as_uri(),
+                "results_path": results.as_uri() + "/",
+                "data_path": data.as_uri() + "/",
+                "audit_path": audit.as_uri() + "/",
+            },
+            env={
+                "AIRFLOW_CONN_X_COMPLIANCE_DEFAULT": json.dumps(connection),
+                "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(transport),
+                "AIRFLOW__OPENLINEAGE__NAMESPACE": "xc-lineage-test",
+            },
         ).assert_success()
         job_id = emulator.jobs()[0]["id"]
         api_host = emulator.base_url.split("://", 1)[1]

@@ -4,8 +4,8 @@ emulator over HTTP, landing results in a local folder and in a real S3 server (S
 from __future__ import annotations
 
 import json
-from collections import Counter
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -55,17 +55,24 @@ def landed_lines(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines()]
 
 
-@pytest.mark.parametrize("resumable, deferrable", [(False, True), (True, False)], ids=["simple-deferred", "resumable-poke"])
+@pytest.mark.parametrize(
+    "resumable, deferrable", [(False, True), (True, False)], ids=["simple-deferred", "resumable-poke"]
+)
 def test_each_operator_in_turn(airflow_env, dataset, tmp_path, resumable, deferrable):
     ids, truth = dataset
     results = tmp_path / "results" / "audit.jsonl"
-    with XComplianceEmulator(token=TOKEN, data_dir=tmp_path / "emu", speed=60, processing_seconds=300,
-                             ground_truth=truth) as emulator:
+    with XComplianceEmulator(
+        token=TOKEN, data_dir=tmp_path / "emu", speed=60, processing_seconds=300, ground_truth=truth
+    ) as emulator:
         run = airflow_env.dags_test(
-            "xc_steps", TEST_DAGS,
+            "xc_steps",
+            TEST_DAGS,
             conf={"ids_path": ids.as_uri(), "results_path": results.as_uri()},
-            env={**x_connection(emulator), "XC_TEST_RESUMABLE": str(int(resumable)),
-                 "XC_TEST_DEFERRABLE": str(int(deferrable))},
+            env={
+                **x_connection(emulator),
+                "XC_TEST_RESUMABLE": str(int(resumable)),
+                "XC_TEST_DEFERRABLE": str(int(deferrable)),
+            },
         ).assert_success()
         assert len(emulator.jobs()) == 1
         job = emulator.jobs()[0]
@@ -97,19 +104,25 @@ def test_tweets_dag_lands_results_in_s3(airflow_env, dataset, seaweed, s3_bucket
     ids, truth = dataset
     s3 = seaweed.client()
     s3.upload_file(str(ids), s3_bucket, "input/tweet_ids.txt")
-    with XComplianceEmulator(token=TOKEN, data_dir=tmp_path / "emu", speed=60, processing_seconds=300,
-                             ground_truth=truth) as emulator:
+    with XComplianceEmulator(
+        token=TOKEN, data_dir=tmp_path / "emu", speed=60, processing_seconds=300, ground_truth=truth
+    ) as emulator:
         run = airflow_env.dags_test(
-            "x_compliance_tweets", EXAMPLE_DAGS,
-            conf={"ids_path": f"s3://seaweed@{s3_bucket}/input/tweet_ids.txt",
-                  "results_path": f"s3://seaweed@{s3_bucket}/compliance/"},
+            "x_compliance_tweets",
+            EXAMPLE_DAGS,
+            conf={
+                "ids_path": f"s3://seaweed@{s3_bucket}/input/tweet_ids.txt",
+                "results_path": f"s3://seaweed@{s3_bucket}/compliance/",
+            },
             env={**x_connection(emulator), **seaweed.connection_env("seaweed")},
         ).assert_success()
         job_id = emulator.jobs()[0]["id"]
 
     assert run.was_deferred("compliance.wait")
     key = f"compliance/tweets-{job_id}.jsonl"
-    listed = [o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket, Prefix="compliance/").get("Contents", [])]
+    listed = [
+        o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket, Prefix="compliance/").get("Contents", [])
+    ]
     assert listed == [key]  # and nothing partial beside it
     body = s3.get_object(Bucket=s3_bucket, Key=key)["Body"].read().decode()
     assert landed_lines(body) == expected_lines(ids, truth)
@@ -123,13 +136,22 @@ def test_tweets_dag_lands_results_in_s3(airflow_env, dataset, seaweed, s3_bucket
 def test_failed_job_fails_the_sensor_with_its_error(airflow_env, tmp_path, deferrable):
     # `airflow dags test` takes about 7 s to start its first task (over 20 s on a loaded machine):
     # the job must still be running then (40 s of processing) for the sensor to have something to wait for.
-    with XComplianceEmulator(token=TOKEN, data_dir=tmp_path / "emu", speed=45, processing_seconds=1800) as emulator:
-        job = requests.post(f"{emulator.base_url}/2/compliance/jobs", json={"type": "tweets"},
-                            headers={"Authorization": f"Bearer {TOKEN}"}).json()["data"]
+    with XComplianceEmulator(
+        token=TOKEN, data_dir=tmp_path / "emu", speed=45, processing_seconds=1800
+    ) as emulator:
+        job = requests.post(
+            f"{emulator.base_url}/2/compliance/jobs",
+            json={"type": "tweets"},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        ).json()["data"]
         # A careless client uploads a file with a bad line; the job ends "failed".
-        requests.put(job["upload_url"], data=b"1\n2\nthree\n", headers={"Content-Type": "text/plain"}).raise_for_status()
+        requests.put(
+            job["upload_url"], data=b"1\n2\nthree\n", headers={"Content-Type": "text/plain"}
+        ).raise_for_status()
         run = airflow_env.dags_test(
-            "xc_wait", TEST_DAGS, conf={"job_id": job["id"]},
+            "xc_wait",
+            TEST_DAGS,
+            conf={"job_id": job["id"]},
             env={**x_connection(emulator), "XC_TEST_DEFERRABLE": str(int(deferrable))},
         )
     assert run.failed and run.task_states()["wait"] == "failed"
@@ -142,9 +164,14 @@ def test_failed_job_fails_the_sensor_with_its_error(airflow_env, tmp_path, defer
 def test_expired_job_fails_the_sensor(airflow_env, tmp_path):
     # a 45 s window: the sensor's first check must come before it ends, even on a loaded machine
     with XComplianceEmulator(token=TOKEN, data_dir=tmp_path / "emu", speed=20) as emulator:
-        job = requests.post(f"{emulator.base_url}/2/compliance/jobs", json={"type": "users"},
-                            headers={"Authorization": f"Bearer {TOKEN}"}).json()["data"]
-        run = airflow_env.dags_test("xc_wait", TEST_DAGS, conf={"job_id": job["id"]}, env=x_connection(emulator))
+        job = requests.post(
+            f"{emulator.base_url}/2/compliance/jobs",
+            json={"type": "users"},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        ).json()["data"]
+        run = airflow_env.dags_test(
+            "xc_wait", TEST_DAGS, conf={"job_id": job["id"]}, env=x_connection(emulator)
+        )
         assert emulator.job(job["id"])["status"] == "expired"
     assert run.failed and run.was_deferred("wait")
     assert f"Compliance job {job['id']} ended expired" in run.logs_text()
@@ -155,7 +182,9 @@ def test_bad_id_file_fails_with_its_line_and_sends_nothing(airflow_env, tmp_path
     ids.write_text("1\n2\n\n3\n12345678901234567890\n4\n")
     with XComplianceEmulator(token=TOKEN, data_dir=tmp_path / "emu", speed=10) as emulator:
         run = airflow_env.dags_test(
-            "xc_steps", TEST_DAGS, conf={"ids_path": ids.as_uri(), "results_path": (tmp_path / "r.jsonl").as_uri()},
+            "xc_steps",
+            TEST_DAGS,
+            conf={"ids_path": ids.as_uri(), "results_path": (tmp_path / "r.jsonl").as_uri()},
             env=x_connection(emulator),
         )
         job = emulator.jobs()[0]
@@ -170,12 +199,22 @@ def test_submit_waits_deferred_while_another_job_is_active(airflow_env, tmp_path
     generate_dataset(5_000, "users", ids, truth, seed=5)
     # One active job for the whole app, and a tweets job that nobody uploads to: it blocks
     # until its upload window (900 s, here 900/45 = 20 s) passes and it expires.
-    with XComplianceEmulator(token=TOKEN, data_dir=tmp_path / "emu", speed=45, processing_seconds=300,
-                             one_active_job="global", ground_truth={"users": truth}) as emulator:
-        blocker = requests.post(f"{emulator.base_url}/2/compliance/jobs", json={"type": "tweets"},
-                                headers={"Authorization": f"Bearer {TOKEN}"}).json()["data"]
+    with XComplianceEmulator(
+        token=TOKEN,
+        data_dir=tmp_path / "emu",
+        speed=45,
+        processing_seconds=300,
+        one_active_job="global",
+        ground_truth={"users": truth},
+    ) as emulator:
+        blocker = requests.post(
+            f"{emulator.base_url}/2/compliance/jobs",
+            json={"type": "tweets"},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        ).json()["data"]
         run = airflow_env.dags_test(
-            "x_compliance_users", EXAMPLE_DAGS,
+            "x_compliance_users",
+            EXAMPLE_DAGS,
             conf={"ids_path": ids.as_uri(), "results_path": (tmp_path / "results").as_uri() + "/"},
             env=x_connection(emulator),
         ).assert_success()
@@ -197,7 +236,9 @@ def test_retried_submit_creates_no_second_job(airflow_env, dataset, tmp_path):
         # is retried by Airflow, and the retry must find and use the job the first try created.
         emulator.inject_fault("upload", kind="drop", times=1, after_bytes=50_000)
         run = airflow_env.dags_test(
-            "xc_submit_retried", TEST_DAGS, conf={"ids_path": ids.as_uri()},
+            "xc_submit_retried",
+            TEST_DAGS,
+            conf={"ids_path": ids.as_uri()},
             env=x_connection(emulator, max_retries=0),
         ).assert_success()
         jobs = emulator.jobs()
@@ -215,7 +256,10 @@ def test_a_missing_ids_file_fails_before_any_job_is_created(airflow_env, tmp_pat
     missing = tmp_path / "nowhere" / "ids.txt"
     with XComplianceEmulator(token=TOKEN, data_dir=tmp_path / "emu", speed=10) as emulator:
         run = airflow_env.dags_test(
-            "xc_submit_retried", TEST_DAGS, conf={"ids_path": missing.as_uri()}, env=x_connection(emulator),
+            "xc_submit_retried",
+            TEST_DAGS,
+            conf={"ids_path": missing.as_uri()},
+            env=x_connection(emulator),
         )
         assert emulator.jobs() == []  # no job left behind, not even by the retry
     assert run.failed and run.task_states()["submit"] == "failed"

@@ -34,22 +34,43 @@ from xdk.compliance.models import CreateJobsRequest
 from airflow_provider_xcompliance.emulator import XComplianceEmulator, expected_results
 
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.000Z$")
-JOB_KEYS = {"id", "type", "resumable", "status", "created_at", "upload_url", "upload_expires_at",
-            "download_url", "download_expires_at"}
+JOB_KEYS = {
+    "id",
+    "type",
+    "resumable",
+    "status",
+    "created_at",
+    "upload_url",
+    "upload_expires_at",
+    "download_url",
+    "download_expires_at",
+}
 # ref "Download": "reason values seen: tweets deleted, bounced, protected, suspended, scrub_geo;
 # users deleted, suspended, protected, deactivated". The IDs below hit every one of them.
-REASONS = {"tweets": {"deleted", "bounced", "protected", "suspended", "scrub_geo"},
-           "users": {"deleted", "suspended", "protected", "deactivated"}}
+REASONS = {
+    "tweets": {"deleted", "bounced", "protected", "suspended", "scrub_geo"},
+    "users": {"deleted", "suspended", "protected", "deactivated"},
+}
 IDS = {
     "tweets": [str(1_460_000_000_000_000_000 + i * 1_009) for i in range(400)],
     "users": [str(783_214 + i * 1_013) for i in range(150)]
-             + [str(1_500_000_000_000_000_000 + i * 1_009) for i in range(150)],
+    + [str(1_500_000_000_000_000_000 + i * 1_009) for i in range(150)],
 }
 UNKNOWN_JOB = "1234567890123456789"
 RESOURCE_NOT_FOUND = "https://api.x.com/2/problems/resource-not-found"
 # Every field xdk (X's OpenAPI spec) offers for compliance_job.fields.
-XDK_FIELDS = ["created_at", "download_expires_at", "download_url", "id", "name", "resumable",
-              "status", "type", "upload_expires_at", "upload_url"]
+XDK_FIELDS = [
+    "created_at",
+    "download_expires_at",
+    "download_url",
+    "id",
+    "name",
+    "resumable",
+    "status",
+    "type",
+    "upload_expires_at",
+    "upload_url",
+]
 API_HOSTS = ("https://api.twitter.com", "https://api.x.com")
 TWARC_VERSION = "2.14.1"
 
@@ -57,8 +78,7 @@ TWARC_VERSION = "2.14.1"
 @pytest.fixture
 def emu():
     """A fresh emulator (no jobs yet): 1000x speed, so processing takes ~20 ms."""
-    with XComplianceEmulator(speed=1000, processing_seconds=20,
-                             upload_window_seconds=600_000) as emulator:
+    with XComplianceEmulator(speed=1000, processing_seconds=20, upload_window_seconds=600_000) as emulator:
         yield emulator
 
 
@@ -72,7 +92,7 @@ class RewriteToEmulator(requests.adapters.HTTPAdapter):
     def send(self, request, **kwargs):
         for host in API_HOSTS:
             if request.url == host or request.url.startswith(host + "/"):
-                request.url = self.base_url + request.url[len(host):]
+                request.url = self.base_url + request.url[len(host) :]
                 break
         else:
             if not request.url.startswith(self.base_url + "/"):
@@ -82,9 +102,10 @@ class RewriteToEmulator(requests.adapters.HTTPAdapter):
 
 # -- the steps that need no client: X's docs use plain HTTP on the signed URLs ---------------------
 
+
 def check_job(job: dict, job_type: str, name: str | None) -> None:
     """The job object as the reference describes it."""
-    assert JOB_KEYS <= job.keys(), job
+    assert job.keys() >= JOB_KEYS, job
     assert job["type"] == job_type
     assert re.fullmatch(r"[0-9]{1,19}", job["id"])
     assert job["resumable"] is False
@@ -100,16 +121,25 @@ def check_job(job: dict, job_type: str, name: str | None) -> None:
 def stable(job: dict) -> dict:
     """The parts of a job that stay put while it waits; the signed URLs are left out (ref: "The
     list endpoint may re-sign `download_url` each time it is asked (inferred)")."""
-    return {key: job.get(key) for key in ("id", "type", "name", "resumable", "status",
-                                            "created_at", "upload_expires_at",
-                                            "download_expires_at")}
+    return {
+        key: job.get(key)
+        for key in (
+            "id",
+            "type",
+            "name",
+            "resumable",
+            "status",
+            "created_at",
+            "upload_expires_at",
+            "download_expires_at",
+        )
+    }
 
 
 def upload(job: dict, job_type: str) -> None:
     """ref "Upload": PUT with Content-Type: text/plain and a Content-Length; 200 = accepted."""
     body = ("\n".join(IDS[job_type]) + "\n").encode()
-    r = requests.put(job["upload_url"], data=body, headers={"Content-Type": "text/plain"},
-                     timeout=30)
+    r = requests.put(job["upload_url"], data=body, headers={"Content-Type": "text/plain"}, timeout=30)
     assert r.request.headers["Content-Length"] == str(len(body))
     assert r.status_code == 200, r.text
 
@@ -155,12 +185,14 @@ def parse_results(text: str, job_type: str) -> list[dict]:
     assert {line["reason"] for line in lines} == REASONS[job_type]
     # ref: "`action` is `delete` for every reason in the published samples, `scrub_geo`
     # included".
-    assert {line["action"] for line in lines} == {"delete"}, \
-        sorted({(line["reason"], line["action"]) for line in lines})
+    assert {line["action"] for line in lines} == {"delete"}, sorted(
+        {(line["reason"], line["action"]) for line in lines}
+    )
     return lines
 
 
 # -- xdk: X's official Python SDK ------------------------------------------------------------------
+
 
 def xdk_client(emu) -> xdk.Client:
     return xdk.Client(base_url=emu.base_url, bearer_token=emu.token)
@@ -187,8 +219,9 @@ def test_xdk_empty_list(emu):
 def test_xdk_job(emu, job_type):
     c = xdk_client(emu).compliance
     name = f"xdk-{job_type}"
-    created = c.create_jobs(body=CreateJobsRequest(type=job_type, name=name),
-                            compliance_job_fields=XDK_FIELDS)
+    created = c.create_jobs(
+        body=CreateJobsRequest(type=job_type, name=name), compliance_job_fields=XDK_FIELDS
+    )
     job = as_dict(created.data)
     check_job(job, job_type, name)
     assert job["status"] == "created"
@@ -227,6 +260,7 @@ def test_xdk_unknown_job(emu):
 
 # -- tweepy --------------------------------------------------------------------------------------
 
+
 def tweepy_client(emu) -> tweepy.Client:
     client = tweepy.Client(bearer_token=emu.token)
     # tweepy always talks to https://api.twitter.com: rewrite that (and api.x.com) to the
@@ -263,12 +297,10 @@ def test_tweepy_job(emu, job_type):
 
     upload(job, job_type)
     done = poll(lambda: client.get_compliance_job(job["id"]).data, job_type, name)
-    assert [j["id"] for j in client.get_compliance_jobs(type=job_type, status="complete").data] \
-        == [job["id"]]
+    assert [j["id"] for j in client.get_compliance_jobs(type=job_type, status="complete").data] == [job["id"]]
     download(done)
     # tweepy's calls did reach the emulator (through the adapter), all answered 200.
-    api_calls = [entry for entry in emu.request_log
-                 if entry[1] in ("create_job", "list_jobs", "get_job")]
+    api_calls = [entry for entry in emu.request_log if entry[1] in ("create_job", "list_jobs", "get_job")]
     assert {status for _, _, status in api_calls} == {200}
     assert {endpoint for _, endpoint, _ in api_calls} == {"create_job", "list_jobs", "get_job"}
 
@@ -291,7 +323,7 @@ def test_tweepy_unknown_job(emu):
 
 # -- twarc (Python 3.13, in a subprocess) ------------------------------------------------------------
 
-TWARC_SCRIPT = r'''
+TWARC_SCRIPT = r"""
 import json, sys, time
 import requests, requests.adapters
 from click.testing import CliRunner
@@ -353,7 +385,7 @@ if job_id:
     out["cli_download"] = cli(command2.compliance_job_download, job_id, out_file,
                               "--no-wait", "--hide-progress")
 print(json.dumps(out))
-'''
+"""
 
 
 def _python313() -> str:
@@ -361,8 +393,9 @@ def _python313() -> str:
     if exe is None:
         pytest.skip("twarc needs Python 3.13 and no python3.13 is on PATH")
     try:
-        probe = subprocess.run([exe, "-c", "import sys; print(sys.executable)"],
-                               capture_output=True, text=True, timeout=20)
+        probe = subprocess.run(
+            [exe, "-c", "import sys; print(sys.executable)"], capture_output=True, text=True, timeout=20
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         pytest.skip(f"twarc needs Python 3.13; {exe} does not run: {exc}")
     if probe.returncode != 0:
@@ -379,22 +412,28 @@ def twarc_python(tmp_path_factory) -> str:
     python = str(venv / "bin" / "python")
     if importlib.util.find_spec("uv") is not None:
         uv = [sys.executable, "-m", "uv"]
-        steps = [uv + ["venv", "-q", "--python", py313, str(venv)],
-                 uv + ["pip", "install", "-q", "--python", python, f"twarc=={TWARC_VERSION}"]]
+        steps = [
+            uv + ["venv", "-q", "--python", py313, str(venv)],
+            uv + ["pip", "install", "-q", "--python", python, f"twarc=={TWARC_VERSION}"],
+        ]
     else:
-        steps = [[py313, "-m", "venv", str(venv)],
-                 [python, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                  f"twarc=={TWARC_VERSION}"]]
+        steps = [
+            [py313, "-m", "venv", str(venv)],
+            [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", f"twarc=={TWARC_VERSION}"],
+        ]
     deadline = time.monotonic() + 120
     for step in steps:
         try:
-            done = subprocess.run(step, capture_output=True, text=True,
-                                  timeout=max(1.0, deadline - time.monotonic()))
+            done = subprocess.run(
+                step, capture_output=True, text=True, timeout=max(1.0, deadline - time.monotonic())
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             pytest.skip(f"twarc=={TWARC_VERSION} could not be installed: {exc}")
         if done.returncode != 0:
-            pytest.skip(f"twarc=={TWARC_VERSION} could not be installed: "
-                        f"{(done.stderr or done.stdout).strip()[-300:]}")
+            pytest.skip(
+                f"twarc=={TWARC_VERSION} could not be installed: "
+                f"{(done.stderr or done.stdout).strip()[-300:]}"
+            )
     return python
 
 
@@ -404,9 +443,21 @@ def test_twarc(emu, twarc_python, tmp_path):
     out_file = tmp_path / "results.jsonl"
     # twarc's first request is the unknown-id lookup: make it the 404 that X may also answer.
     emu.inject_fault("get_job", "status", status=404)
-    run = subprocess.run([twarc_python, "-c", TWARC_SCRIPT, emu.base_url, emu.token,
-                          str(ids_file), str(out_file), UNKNOWN_JOB],
-                         capture_output=True, text=True, timeout=90)
+    run = subprocess.run(
+        [
+            twarc_python,
+            "-c",
+            TWARC_SCRIPT,
+            emu.base_url,
+            emu.token,
+            str(ids_file),
+            str(out_file),
+            UNKNOWN_JOB,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
     assert run.returncode == 0, run.stderr
     out = json.loads(run.stdout)
 
@@ -416,8 +467,7 @@ def test_twarc(emu, twarc_python, tmp_path):
     # a caller cannot tell "no such job" from a broken answer, and the CLI's own "Job ... could
     # not be found" branch (_get_job, which expects a result without "data") is unreachable.
     # A twarc shortcoming; the emulator follows the reference.
-    assert out["unknown_404"] == {"error": "ValueError",
-                                  "message": "Error from API, response: 404"}
+    assert out["unknown_404"] == {"error": "ValueError", "message": "Error from API, response: 404"}
     assert out["unknown"]["error"] == "ValueError"
     assert out["unknown"]["message"].startswith("Unknown response from twitter: {'errors': [")
     assert RESOURCE_NOT_FOUND in out["unknown"]["message"]
@@ -428,10 +478,10 @@ def test_twarc(emu, twarc_python, tmp_path):
     # error instead of "There are no tweets compliance jobs".
     assert out["empty_list"] == {
         "error": "ValueError",
-        "message": "Unknown response from twitter: {'meta': {'result_count': 0}}"}
+        "message": "Unknown response from twitter: {'meta': {'result_count': 0}}",
+    }
     assert out["cli_empty_list"]["exit_code"] == 0
-    assert "Unknown response from twitter: {'meta': {'result_count': 0}}" in \
-        out["cli_empty_list"]["output"]
+    assert "Unknown response from twitter: {'meta': {'result_count': 0}}" in out["cli_empty_list"]["output"]
 
     # Create and upload with twarc's CLI code. It never checks the PUT's answer (a trap the
     # reference lists), so look at the emulator's log: one simple PUT, accepted. It sent a

@@ -24,13 +24,16 @@ from tests.test_hook import TOKEN, connect, count_requests, wait_until_done
 
 @pytest.fixture
 def emulator(tmp_path):
-    with XComplianceEmulator(token=TOKEN, data_dir=tmp_path / "emulator", speed=100, processing_seconds=30) as emu:
+    with XComplianceEmulator(
+        token=TOKEN, data_dir=tmp_path / "emulator", speed=100, processing_seconds=30
+    ) as emu:
         yield emu
 
 
 @pytest.fixture
 def hook(monkeypatch, emulator):
     return connect(monkeypatch, emulator)
+
 
 ID_LINES = b"".join(b"%d\n" % (1_200_000_000_000_000_000 + i * 7919) for i in range(60_000))  # 1.2 MB
 
@@ -45,8 +48,10 @@ def land(hook, job_id, path):
 
 
 def expected_bytes(ids: bytes, job_type="tweets") -> bytes:
-    return b"".join(json.dumps(line, separators=(",", ":")).encode() + b"\n"
-                    for line in expected_results(ids.decode().split(), job_type))
+    return b"".join(
+        json.dumps(line, separators=(",", ":")).encode() + b"\n"
+        for line in expected_results(ids.decode().split(), job_type)
+    )
 
 
 def test_simple_upload_sends_its_length(hook, emulator, tmp_path):
@@ -63,7 +68,9 @@ def test_simple_upload_sends_its_length(hook, emulator, tmp_path):
 @pytest.mark.parametrize("resumable", [False, True], ids=["simple", "resumable"])
 def test_signed_url_408_429_5xx_and_drops_are_retried(monkeypatch, tmp_path, resumable):
     # The backoff of four failures in a row (about 15 s) must fit in the upload window.
-    with XComplianceEmulator(token=TOKEN, data_dir=tmp_path / "emu", speed=10, processing_seconds=5) as emulator:
+    with XComplianceEmulator(
+        token=TOKEN, data_dir=tmp_path / "emu", speed=10, processing_seconds=5
+    ) as emulator:
         _retried_both_ways(connect(monkeypatch, emulator, max_retries=4), emulator, tmp_path, resumable)
 
 
@@ -123,7 +130,9 @@ def test_a_session_outlives_the_upload_window(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("resumable", [False, True], ids=["simple", "resumable"])
-def test_an_id_above_int64_is_refused_by_line_and_the_job_receives_nothing(hook, emulator, tmp_path, resumable):
+def test_an_id_above_int64_is_refused_by_line_and_the_job_receives_nothing(
+    hook, emulator, tmp_path, resumable
+):
     lines = [b"%d" % (10**18 + i) for i in range(1, 1001)]
     lines[776] = b"9223372036854775808"  # line 777
     ids = tmp_path / "ids.txt"
@@ -156,7 +165,9 @@ def test_no_such_key_right_after_completion_is_retried_then_reported(hook, emula
     assert landed == expected_bytes(b"1200000000000000005\n1200000000000000020\n") and summary["lines"] == 2
 
     emulator.inject_fault("download", kind="no_such_key", times=10)  # more than max_retries (3)
-    with pytest.raises(XComplianceStorageError, match="NoSuchKey: the results object is still missing") as caught:
+    with pytest.raises(
+        XComplianceStorageError, match="NoSuchKey: the results object is still missing"
+    ) as caught:
         hook.download_results(job.id, tmp_path / "again.jsonl")
     assert "http" not in str(caught.value) and not (tmp_path / "again.jsonl").exists()
 
@@ -175,12 +186,17 @@ def test_an_expired_download_url_is_signed_afresh(hook, emulator, tmp_path, monk
     monkeypatch.setattr(hook, "get_job", lambda job_id: next(answers, None) or real_get_job(job_id))
     summary, landed = land(hook, job.id, tmp_path / "r.jsonl")
     assert summary["lines"] == 1 and landed == expected_bytes(b"1200000000000000020\n")
-    assert [status for _, status in requests_to(emulator, "download")] == [400, 200]  # ExpiredToken, then fresh
+    assert [status for _, status in requests_to(emulator, "download")] == [
+        400,
+        200,
+    ]  # ExpiredToken, then fresh
 
 
 @pytest.mark.parametrize("gzip_results", [True, False], ids=["gzip-stored", "plain-stored"])
 def test_results_land_decompressed_whatever_the_encoding(monkeypatch, tmp_path, gzip_results):
-    with XComplianceEmulator(token=TOKEN, data_dir=tmp_path / "emu", speed=100, gzip_results=gzip_results) as emulator:
+    with XComplianceEmulator(
+        token=TOKEN, data_dir=tmp_path / "emu", speed=100, gzip_results=gzip_results
+    ) as emulator:
         hook = connect(monkeypatch, emulator)
         job = hook.create_job("tweets")
         hook.upload_ids(job, (line.decode() for line in ID_LINES.split()))
@@ -198,7 +214,11 @@ def test_results_land_decompressed_whatever_the_encoding(monkeypatch, tmp_path, 
 
 def test_a_refused_signed_url_shows_code_and_details_not_the_url(hook):
     job = hook.create_job("tweets", resumable=False)
-    forged = dataclasses.replace(job, upload_url=re.sub(r"X-Goog-Expires=(\d+)", r"X-Goog-Expires=\g<1>1", job.upload_url))
-    with pytest.raises(XComplianceStorageError, match="HTTP 403 SignatureDoesNotMatch: .*X-Goog-Expires") as caught:
+    forged = dataclasses.replace(
+        job, upload_url=re.sub(r"X-Goog-Expires=(\d+)", r"X-Goog-Expires=\g<1>1", job.upload_url)
+    )
+    with pytest.raises(
+        XComplianceStorageError, match="HTTP 403 SignatureDoesNotMatch: .*X-Goog-Expires"
+    ) as caught:
         hook.upload_ids(forged, ["1"])
     assert "X-Goog-Signature" not in str(caught.value) and "http" not in str(caught.value)

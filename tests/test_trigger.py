@@ -19,14 +19,26 @@ TOKEN = "trigger-test-token-0b7c2f"
 @pytest.fixture
 def emulator(tmp_path, monkeypatch):
     with XComplianceEmulator(token=TOKEN, data_dir=tmp_path, speed=100, processing_seconds=300) as emu:
-        monkeypatch.setenv("AIRFLOW_CONN_X_COMPLIANCE_DEFAULT", json.dumps(
-            {"conn_type": "x_compliance", "host": emu.base_url, "password": TOKEN, "extra": {"max_retries": 2}}))
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_X_COMPLIANCE_DEFAULT",
+            json.dumps(
+                {
+                    "conn_type": "x_compliance",
+                    "host": emu.base_url,
+                    "password": TOKEN,
+                    "extra": {"max_retries": 2},
+                }
+            ),
+        )
         yield emu
 
 
 def submit(emulator, ids=b"1\n2\n20\n") -> dict:
-    job = requests.post(f"{emulator.base_url}/2/compliance/jobs", json={"type": "tweets"},
-                        headers={"Authorization": f"Bearer {TOKEN}"}).json()["data"]
+    job = requests.post(
+        f"{emulator.base_url}/2/compliance/jobs",
+        json={"type": "tweets"},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    ).json()["data"]
     requests.put(job["upload_url"], data=ids, headers={"Content-Type": "text/plain"}).raise_for_status()
     return job
 
@@ -43,6 +55,7 @@ async def first_event(trigger: XComplianceJobTrigger, timeout: float = 30) -> di
     async def run():
         async for event in trigger.run():
             return event.payload
+
     return await asyncio.wait_for(run(), timeout)
 
 
@@ -56,10 +69,13 @@ async def test_fires_once_the_job_completes_without_urls(emulator):
 
 
 async def test_pre_release_estimated_completion_paces_the_polls(tmp_path, monkeypatch):
-    with XComplianceEmulator(token=TOKEN, data_dir=tmp_path, speed=100, processing_seconds=300,
-                             estimated_completion=True) as emu:
-        monkeypatch.setenv("AIRFLOW_CONN_X_COMPLIANCE_DEFAULT", json.dumps(
-            {"conn_type": "x_compliance", "host": emu.base_url, "password": TOKEN}))
+    with XComplianceEmulator(
+        token=TOKEN, data_dir=tmp_path, speed=100, processing_seconds=300, estimated_completion=True
+    ) as emu:
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_X_COMPLIANCE_DEFAULT",
+            json.dumps({"conn_type": "x_compliance", "host": emu.base_url, "password": TOKEN}),
+        )
         job = submit(emu)
         event = await first_event(rebuild(XComplianceJobTrigger(job["id"], poll_interval=60)))
         assert event["status"] == "complete"

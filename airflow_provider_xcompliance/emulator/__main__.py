@@ -72,81 +72,143 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m airflow_provider_xcompliance.emulator",
         description="Local emulator of X's batch compliance API. Subcommands: 'serve' (the "
-                    "default when none is given) runs the server; 'generate' writes a synthetic "
-                    "ID file and ground truth. See '<subcommand> --help'.",
+        "default when none is given) runs the server; 'generate' writes a synthetic "
+        "ID file and ground truth. See '<subcommand> --help'.",
     )
     sub = parser.add_subparsers(dest="command", metavar="{serve,generate}")
 
-    serve = sub.add_parser("serve", help="run the emulator (default)",
-                           description="Run the emulator until SIGINT/SIGTERM. Durations are "
-                                       "emulated seconds; --speed makes them pass faster.")
+    serve = sub.add_parser(
+        "serve",
+        help="run the emulator (default)",
+        description="Run the emulator until SIGINT/SIGTERM. Durations are "
+        "emulated seconds; --speed makes them pass faster.",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=0, help="port to bind (default 0: a free one)")
-    serve.add_argument("--public-host", default=None,
-                       help="HOST:PORT clients use to reach the emulator, when not --host:--port "
-                            "(signed URLs are built and checked on it)")
+    serve.add_argument(
+        "--public-host",
+        default=None,
+        help="HOST:PORT clients use to reach the emulator, when not --host:--port "
+        "(signed URLs are built and checked on it)",
+    )
     serve.add_argument("--token", default="emulator-token", help="the valid bearer token")
-    serve.add_argument("--data-dir", default=None,
-                       help="where uploads and results are kept (default: a temporary "
-                            "directory removed on exit)")
+    serve.add_argument(
+        "--data-dir",
+        default=None,
+        help="where uploads and results are kept (default: a temporary directory removed on exit)",
+    )
     serve.add_argument("--speed", type=float, default=1.0, help="time acceleration factor")
-    serve.add_argument("--processing-seconds", type=float, default=30.0,
-                       help="emulated seconds from upload to complete/failed (default 30)")
-    serve.add_argument("--one-active-job", choices=ACTIVE_MODES, default="per_type",
-                       help="how many jobs may be active (created/in_progress) at once")
-    serve.add_argument("--rate-limit", action="append", metavar="N|ENDPOINT=N",
-                       help="requests per window, for every endpoint or one of "
-                            f"{', '.join(API_ENDPOINTS)} (repeatable; default 150)")
+    serve.add_argument(
+        "--processing-seconds",
+        type=float,
+        default=30.0,
+        help="emulated seconds from upload to complete/failed (default 30)",
+    )
+    serve.add_argument(
+        "--one-active-job",
+        choices=ACTIVE_MODES,
+        default="per_type",
+        help="how many jobs may be active (created/in_progress) at once",
+    )
+    serve.add_argument(
+        "--rate-limit",
+        action="append",
+        metavar="N|ENDPOINT=N",
+        help="requests per window, for every endpoint or one of "
+        f"{', '.join(API_ENDPOINTS)} (repeatable; default 150)",
+    )
     serve.add_argument("--rate-window-seconds", type=float, default=900.0)
     serve.add_argument("--upload-window-seconds", type=float, default=900.0)
     serve.add_argument("--download-window-seconds", type=float, default=604800.0)
-    serve.add_argument("--session-window-seconds", type=float, default=604800.0,
-                       help="lifetime of a resumable upload session (default a week)")
-    serve.add_argument("--sessions-outlive-upload-window", default=True,
-                       action=argparse.BooleanOptionalAction,
-                       help="a resumable upload started within the upload window may send its "
-                            "chunks after it, for the session's lifetime (default: yes; "
-                            "--no-sessions-outlive-upload-window bounds the chunks too)")
-    serve.add_argument("--pickup-seconds", type=float, default=0.0,
-                       help="emulated seconds a job stays 'created' after its upload, during "
-                            "which a second simple PUT replaces the submission (default 0)")
-    serve.add_argument("--ground-truth", action="append", metavar="PATH|TYPE=PATH",
-                       help="ground-truth CSV (id,reason[,action]) for every job type, or "
-                            "TYPE=PATH per type (repeatable); default: the built-in rule")
-    serve.add_argument("--estimated-completion", default=False,
-                       action=argparse.BooleanOptionalAction,
-                       help="pre-release API mode: in_progress jobs carry estimated_completion "
-                            "(default: no, as the released API)")
-    serve.add_argument("--unknown-job-status", type=int, choices=UNKNOWN_JOB_STATUSES,
-                       default=200,
-                       help="answer to GET /2/compliance/jobs/:id of an unknown id: 200 with an "
-                            "errors array and no data (default, X's spec) or 404")
-    serve.add_argument("--usage-capped", action="store_true",
-                       help="every API request answers 429 usage-capped (UsageCapExceeded)")
+    serve.add_argument(
+        "--session-window-seconds",
+        type=float,
+        default=604800.0,
+        help="lifetime of a resumable upload session (default a week)",
+    )
+    serve.add_argument(
+        "--sessions-outlive-upload-window",
+        default=True,
+        action=argparse.BooleanOptionalAction,
+        help="a resumable upload started within the upload window may send its "
+        "chunks after it, for the session's lifetime (default: yes; "
+        "--no-sessions-outlive-upload-window bounds the chunks too)",
+    )
+    serve.add_argument(
+        "--pickup-seconds",
+        type=float,
+        default=0.0,
+        help="emulated seconds a job stays 'created' after its upload, during "
+        "which a second simple PUT replaces the submission (default 0)",
+    )
+    serve.add_argument(
+        "--ground-truth",
+        action="append",
+        metavar="PATH|TYPE=PATH",
+        help="ground-truth CSV (id,reason[,action]) for every job type, or "
+        "TYPE=PATH per type (repeatable); default: the built-in rule",
+    )
+    serve.add_argument(
+        "--estimated-completion",
+        default=False,
+        action=argparse.BooleanOptionalAction,
+        help="pre-release API mode: in_progress jobs carry estimated_completion "
+        "(default: no, as the released API)",
+    )
+    serve.add_argument(
+        "--unknown-job-status",
+        type=int,
+        choices=UNKNOWN_JOB_STATUSES,
+        default=200,
+        help="answer to GET /2/compliance/jobs/:id of an unknown id: 200 with an "
+        "errors array and no data (default, X's spec) or 404",
+    )
+    serve.add_argument(
+        "--usage-capped",
+        action="store_true",
+        help="every API request answers 429 usage-capped (UsageCapExceeded)",
+    )
     serve.add_argument("--no-gzip", action="store_true", help="never gzip API answers")
-    serve.add_argument("--no-gzip-results", action="store_true",
-                       help="store and serve results uncompressed (default: gzip-compressed, "
-                            "served with decompressive transcoding)")
-    serve.add_argument("--faults", "--fault-profile", dest="fault_profile", choices=PROFILES,
-                       default="none",
-                       help="'all': the recurring deterministic fault schedule of the faults "
-                            "module (408/429/503/drops on signed URLs, partial 308s, lost final "
-                            "answers, NoSuchKey after completion, 503 on lookups)")
-    serve.add_argument("--fault", action="append", type=_fault, default=[],
-                       metavar="ENDPOINT:KIND[:ARG][xTIMES]",
-                       help="inject a fault (repeatable). KIND is status (ARG = HTTP status), "
-                            "delay (ARG = seconds), drop (ARG = bytes of the upload body read "
-                            "first), usage_cap (API endpoints), partial_chunk or "
-                            "lose_final_answer (upload_session) or no_such_key (download); "
-                            "e.g. get_job:status:503x2, upload:drop:300000, "
-                            "download:no_such_keyx3, upload_session:partial_chunk")
-    serve.add_argument("--log-level", default="INFO",
-                       help="log level of the access log on stderr (default INFO)")
+    serve.add_argument(
+        "--no-gzip-results",
+        action="store_true",
+        help="store and serve results uncompressed (default: gzip-compressed, "
+        "served with decompressive transcoding)",
+    )
+    serve.add_argument(
+        "--faults",
+        "--fault-profile",
+        dest="fault_profile",
+        choices=PROFILES,
+        default="none",
+        help="'all': the recurring deterministic fault schedule of the faults "
+        "module (408/429/503/drops on signed URLs, partial 308s, lost final "
+        "answers, NoSuchKey after completion, 503 on lookups)",
+    )
+    serve.add_argument(
+        "--fault",
+        action="append",
+        type=_fault,
+        default=[],
+        metavar="ENDPOINT:KIND[:ARG][xTIMES]",
+        help="inject a fault (repeatable). KIND is status (ARG = HTTP status), "
+        "delay (ARG = seconds), drop (ARG = bytes of the upload body read "
+        "first), usage_cap (API endpoints), partial_chunk or "
+        "lose_final_answer (upload_session) or no_such_key (download); "
+        "e.g. get_job:status:503x2, upload:drop:300000, "
+        "download:no_such_keyx3, upload_session:partial_chunk",
+    )
+    serve.add_argument(
+        "--log-level", default="INFO", help="log level of the access log on stderr (default INFO)"
+    )
     serve.set_defaults(func=_serve)
 
-    gen = sub.add_parser("generate", help="write a synthetic ID file and ground truth",
-                         description="Write COUNT random IDs, one per line, and optionally a "
-                                     "ground-truth CSV flagging about 4%% of them.")
+    gen = sub.add_parser(
+        "generate",
+        help="write a synthetic ID file and ground truth",
+        description="Write COUNT random IDs, one per line, and optionally a "
+        "ground-truth CSV flagging about 4%% of them.",
+    )
     gen.add_argument("--count", type=int, required=True)
     gen.add_argument("--type", choices=JOB_TYPES, default="tweets", dest="job_type")
     gen.add_argument("--ids", required=True, help="the ID file to write")
@@ -157,8 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
     stop = threading.Event()
 
     def on_signal(signum, frame):
@@ -167,19 +232,28 @@ def _serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     emulator = XComplianceEmulator(
-        token=args.token, host=args.host, port=args.port, data_dir=args.data_dir,
-        speed=args.speed, processing_seconds=args.processing_seconds,
-        one_active_job=args.one_active_job, rate_limit=_rate_limit(args.rate_limit),
+        token=args.token,
+        host=args.host,
+        port=args.port,
+        data_dir=args.data_dir,
+        speed=args.speed,
+        processing_seconds=args.processing_seconds,
+        one_active_job=args.one_active_job,
+        rate_limit=_rate_limit(args.rate_limit),
         rate_window_seconds=args.rate_window_seconds,
         upload_window_seconds=args.upload_window_seconds,
         download_window_seconds=args.download_window_seconds,
         ground_truth=_ground_truth(args.ground_truth),
-        estimated_completion=args.estimated_completion, gzip=not args.no_gzip,
+        estimated_completion=args.estimated_completion,
+        gzip=not args.no_gzip,
         session_window_seconds=args.session_window_seconds,
         sessions_outlive_upload_window=args.sessions_outlive_upload_window,
-        public_host=args.public_host, unknown_job_status=args.unknown_job_status,
-        usage_capped=args.usage_capped, fault_profile=args.fault_profile,
-        pickup_seconds=args.pickup_seconds, gzip_results=not args.no_gzip_results,
+        public_host=args.public_host,
+        unknown_job_status=args.unknown_job_status,
+        usage_capped=args.usage_capped,
+        fault_profile=args.fault_profile,
+        pickup_seconds=args.pickup_seconds,
+        gzip_results=not args.no_gzip_results,
     )
     with emulator:
         for fault in args.fault:

@@ -26,23 +26,49 @@ from .faults import USAGE_CAPPED_BODY
 from .rules import JOB_TYPES
 from .state import API_ENDPOINTS
 
-__all__ = ["create_job", "list_jobs", "get_job", "not_found", "method_not_allowed",
-           "fault_status", "usage_capped", "bad_framing", "internal_error", "rate_headers",
-           "COMPLIANCE_JOB_FIELDS"]
+__all__ = [
+    "create_job",
+    "list_jobs",
+    "get_job",
+    "not_found",
+    "method_not_allowed",
+    "fault_status",
+    "usage_capped",
+    "bad_framing",
+    "internal_error",
+    "rate_headers",
+    "COMPLIANCE_JOB_FIELDS",
+]
 
 PROBLEMS = "https://api.x.com/2/problems/"
-UNAUTHORIZED = {"title": "Unauthorized", "type": "about:blank", "status": 401,
-                "detail": "Unauthorized"}
-TOO_MANY_REQUESTS = {"title": "Too Many Requests", "detail": "Too Many Requests",
-                     "type": "about:blank", "status": 429}
-CONFLICT = {"type": PROBLEMS + "conflict", "title": "Conflict",
-            "detail": "You cannot create a new job if one is already in progress",
-            "status": 409}
+UNAUTHORIZED = {"title": "Unauthorized", "type": "about:blank", "status": 401, "detail": "Unauthorized"}
+TOO_MANY_REQUESTS = {
+    "title": "Too Many Requests",
+    "detail": "Too Many Requests",
+    "type": "about:blank",
+    "status": 429,
+}
+CONFLICT = {
+    "type": PROBLEMS + "conflict",
+    "title": "Conflict",
+    "detail": "You cannot create a new job if one is already in progress",
+    "status": 409,
+}
 JOB_STATUSES = ("created", "in_progress", "failed", "complete")
 CREATE_KEYS = ("type", "name", "resumable")
 FIELDS_PARAM = "compliance_job.fields"
-COMPLIANCE_JOB_FIELDS = ("created_at", "download_expires_at", "download_url", "id", "name",
-                         "resumable", "status", "type", "upload_expires_at", "upload_url")
+COMPLIANCE_JOB_FIELDS = (
+    "created_at",
+    "download_expires_at",
+    "download_url",
+    "id",
+    "name",
+    "resumable",
+    "status",
+    "type",
+    "upload_expires_at",
+    "upload_url",
+)
 LIST_KEYS = ("type", "status", FIELDS_PARAM)
 LOOKUP_KEYS = (FIELDS_PARAM,)
 MAX_NAME = 64
@@ -56,9 +82,13 @@ def _generic(status: int) -> dict:
 
 
 def _invalid(errors: list[dict]) -> dict:
-    return {"errors": errors, "title": "Invalid Request",
-            "detail": "One or more parameters to your request was invalid.",
-            "type": PROBLEMS + "invalid-request", "status": 400}
+    return {
+        "errors": errors,
+        "title": "Invalid Request",
+        "detail": "One or more parameters to your request was invalid.",
+        "type": PROBLEMS + "invalid-request",
+        "status": 400,
+    }
 
 
 def _param(value) -> str:
@@ -71,7 +101,8 @@ def _prelude(ex, endpoint: str) -> dict | None:
     now = ex.received_at
     scheme, _, credentials = (ex.header("Authorization") or "").strip().partition(" ")
     token_ok = scheme.lower() == "bearer" and hmac.compare_digest(
-        credentials.strip().encode("utf-8", "replace"), st.config.token.encode("utf-8"))
+        credentials.strip().encode("utf-8", "replace"), st.config.token.encode("utf-8")
+    )
     capped = token_ok and st.usage_capped
     with st.lock:
         if token_ok and not capped:
@@ -102,18 +133,26 @@ def _query_errors(values: dict[str, list[str]], allowed: tuple[str, ...]) -> lis
     errors = []
     for key, vals in values.items():
         if key not in allowed:
-            errors.append({"parameters": {key: vals},
-                           "message": f"The query parameter [{key}] is not one of "
-                                      f"[{','.join(allowed)}]"})
+            errors.append(
+                {
+                    "parameters": {key: vals},
+                    "message": f"The query parameter [{key}] is not one of [{','.join(allowed)}]",
+                }
+            )
         elif len(vals) > 1:
-            errors.append({"parameters": {key: vals},
-                           "message": f"The `{key}` query parameter can only be given once"})
+            errors.append(
+                {"parameters": {key: vals}, "message": f"The `{key}` query parameter can only be given once"}
+            )
         elif key == FIELDS_PARAM:
             for field in vals[0].split(","):
                 if field not in COMPLIANCE_JOB_FIELDS:
-                    errors.append({"parameters": {key: vals},
-                                   "message": f"The `{key}` query parameter value [{field}] "
-                                              f"is not one of [{','.join(COMPLIANCE_JOB_FIELDS)}]"})
+                    errors.append(
+                        {
+                            "parameters": {key: vals},
+                            "message": f"The `{key}` query parameter value [{field}] "
+                            f"is not one of [{','.join(COMPLIANCE_JOB_FIELDS)}]",
+                        }
+                    )
     return errors
 
 
@@ -125,42 +164,58 @@ def create_job(ex) -> None:
     query_errors = _query_errors(_query_values(ex), LOOKUP_KEYS)
     raw = ex.body.read_all(MAX_BODY)
     if raw is None:
-        ex.json(400, _invalid([{"parameters": {}, "message": "The request body is too large"}]),
-                headers)
+        ex.json(400, _invalid([{"parameters": {}, "message": "The request body is too large"}]), headers)
         return
     try:
         body = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
-        ex.json(400, _invalid([{"parameters": {}, "message": "The request body is not valid JSON"}]),
-                headers)
+        ex.json(400, _invalid([{"parameters": {}, "message": "The request body is not valid JSON"}]), headers)
         return
     if not isinstance(body, dict):
-        ex.json(400, _invalid([{"parameters": {}, "message": "The request body must be a JSON object"}]),
-                headers)
+        ex.json(
+            400, _invalid([{"parameters": {}, "message": "The request body must be a JSON object"}]), headers
+        )
         return
     errors = list(query_errors)
     for key, value in body.items():
         if key not in CREATE_KEYS:
-            errors.append({"parameters": {key: [_param(value)]},
-                           "message": f"[{key}] is not one of [{','.join(CREATE_KEYS)}]"})
+            errors.append(
+                {
+                    "parameters": {key: [_param(value)]},
+                    "message": f"[{key}] is not one of [{','.join(CREATE_KEYS)}]",
+                }
+            )
     job_type = body.get("type")
     if "type" not in body:
         errors.append({"parameters": {"type": []}, "message": "The `type` field is required"})
     elif job_type not in JOB_TYPES:
-        errors.append({"parameters": {"type": [_param(job_type)]},
-                       "message": f"The `type` field value [{_param(job_type)}] is not one of "
-                                  f"[{','.join(JOB_TYPES)}]"})
+        errors.append(
+            {
+                "parameters": {"type": [_param(job_type)]},
+                "message": f"The `type` field value [{_param(job_type)}] is not one of "
+                f"[{','.join(JOB_TYPES)}]",
+            }
+        )
     name = body.get("name")
     if name is not None and not isinstance(name, str):
-        errors.append({"parameters": {"name": [_param(name)]},
-                       "message": "The `name` field must be a string"})
+        errors.append(
+            {"parameters": {"name": [_param(name)]}, "message": "The `name` field must be a string"}
+        )
     elif isinstance(name, str) and len(name) > MAX_NAME:
-        errors.append({"parameters": {"name": [name]},
-                       "message": f"The `name` field must be at most {MAX_NAME} characters"})
+        errors.append(
+            {
+                "parameters": {"name": [name]},
+                "message": f"The `name` field must be at most {MAX_NAME} characters",
+            }
+        )
     resumable = body.get("resumable", False)
     if not isinstance(resumable, bool):
-        errors.append({"parameters": {"resumable": [_param(resumable)]},
-                       "message": "The `resumable` field must be a boolean"})
+        errors.append(
+            {
+                "parameters": {"resumable": [_param(resumable)]},
+                "message": "The `resumable` field must be a boolean",
+            }
+        )
     if errors:
         ex.json(400, _invalid(errors), headers)
         return
@@ -180,17 +235,26 @@ def list_jobs(ex) -> None:
     errors = _query_errors(values, LIST_KEYS)
     job_type = values.get("type", [""])[-1]
     if not job_type:
-        errors.append({"parameters": {"type": [job_type]},
-                       "message": "The `type` query parameter can not be empty"})
+        errors.append(
+            {"parameters": {"type": [job_type]}, "message": "The `type` query parameter can not be empty"}
+        )
     elif job_type not in JOB_TYPES:
-        errors.append({"parameters": {"type": [job_type]},
-                       "message": f"The `type` query parameter value [{job_type}] is not one of "
-                                  f"[{','.join(JOB_TYPES)}]"})
+        errors.append(
+            {
+                "parameters": {"type": [job_type]},
+                "message": f"The `type` query parameter value [{job_type}] is not one of "
+                f"[{','.join(JOB_TYPES)}]",
+            }
+        )
     status = values["status"][-1] if "status" in values else None
     if status is not None and status not in JOB_STATUSES:
-        errors.append({"parameters": {"status": [status]},
-                       "message": f"The `status` query parameter value [{status}] is not one of "
-                                  f"[{','.join(JOB_STATUSES)}]"})
+        errors.append(
+            {
+                "parameters": {"status": [status]},
+                "message": f"The `status` query parameter value [{status}] is not one of "
+                f"[{','.join(JOB_STATUSES)}]",
+            }
+        )
     if errors:
         ex.json(400, _invalid(errors), headers)
         return
@@ -208,19 +272,27 @@ def get_job(ex) -> None:
     job_id = urllib.parse.unquote(ex.path.rsplit("/", 1)[1])
     errors = []
     if not _JOB_ID.fullmatch(job_id):
-        errors.append({"parameters": {"id": [job_id]},
-                       "message": f"The `id` query parameter value [{job_id}] does not "
-                                  "match ^[0-9]{1,19}$"})
+        errors.append(
+            {
+                "parameters": {"id": [job_id]},
+                "message": f"The `id` query parameter value [{job_id}] does not match ^[0-9]{{1,19}}$",
+            }
+        )
     errors += _query_errors(_query_values(ex), LOOKUP_KEYS)
     if errors:
         ex.json(400, _invalid(errors), headers)
         return
     job = ex.state.find(job_id, ex.received_at)
     if job is None:
-        problem = {"value": job_id, "detail": f"Could not find compliance job with id: [{job_id}].",
-                   "title": "Not Found Error", "resource_type": "compliance_job",
-                   "parameter": "id", "resource_id": job_id,
-                   "type": PROBLEMS + "resource-not-found"}
+        problem = {
+            "value": job_id,
+            "detail": f"Could not find compliance job with id: [{job_id}].",
+            "title": "Not Found Error",
+            "resource_type": "compliance_job",
+            "parameter": "id",
+            "resource_id": job_id,
+            "type": PROBLEMS + "resource-not-found",
+        }
         if ex.state.config.unknown_job_status == 404:
             ex.json(404, {**problem, "status": 404, "errors": [problem]}, headers)
         else:
@@ -268,8 +340,7 @@ def rate_headers(ex) -> dict:
 
 def bad_framing(ex) -> None:
     """A request whose body framing could not be parsed."""
-    ex.json(400, _invalid([{"parameters": {}, "message": "Malformed request body"}]),
-            rate_headers(ex))
+    ex.json(400, _invalid([{"parameters": {}, "message": "Malformed request body"}]), rate_headers(ex))
 
 
 def internal_error(ex) -> None:

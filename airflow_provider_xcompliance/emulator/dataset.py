@@ -39,9 +39,16 @@ def _user_id(rng: random.Random) -> int:
     return rng.randrange(_USER_SNOWFLAKE_LO, _TWEET_HI)
 
 
-def generate_dataset(count: int, job_type: str, ids_path: str | os.PathLike,
-                     truth_path: str | os.PathLike | None = None, seed: int = 0, *,
-                     flagged_fraction: float = 0.04, duplicate_fraction: float = 0.05) -> dict:
+def generate_dataset(
+    count: int,
+    job_type: str,
+    ids_path: str | os.PathLike,
+    truth_path: str | os.PathLike | None = None,
+    seed: int = 0,
+    *,
+    flagged_fraction: float = 0.04,
+    duplicate_fraction: float = 0.05,
+) -> dict:
     """Write ``count`` random IDs of ``job_type`` to ``ids_path`` (one per line) and, when
     ``truth_path`` is given, a ground-truth CSV for them.
 
@@ -65,9 +72,9 @@ def generate_dataset(count: int, job_type: str, ids_path: str | os.PathLike,
     flagged = rows = 0
     if job_type == "tweets":
         lo, hi = _TWEET_LO, _TWEET_HI
-        make = lambda: id_rng.randrange(lo, hi)  # noqa: E731
+        make = lambda: id_rng.randrange(lo, hi)
     else:
-        make = lambda: _user_id(id_rng)  # noqa: E731
+        make = lambda: _user_id(id_rng)
     truth_file = open(truth_path, "w", encoding="ascii", newline="\n") if truth_path else None
     try:
         with open(ids_path, "w", encoding="ascii", newline="\n") as ids_file:
@@ -99,5 +106,9 @@ def generate_dataset(count: int, job_type: str, ids_path: str | os.PathLike,
     finally:
         if truth_file is not None:
             truth_file.close()
-    return {"ids": count, "flagged_ids": flagged, "truth_rows": rows,
-            "by_reason": dict(sorted(by_reason.items()))}
+    return {
+        "ids": count,
+        "flagged_ids": flagged,
+        "truth_rows": rows,
+        "by_reason": dict(sorted(by_reason.items())),
+    }

@@ -111,27 +111,35 @@ class XComplianceEmulator:
             raise ValueError(f"unknown_job_status must be one of {UNKNOWN_JOB_STATUSES}")
         if fault_profile not in PROFILES:
             raise ValueError(f"fault_profile must be one of {PROFILES}")
-        for name, value in (("processing_seconds", processing_seconds),
-                            ("pickup_seconds", pickup_seconds),
-                            ("rate_window_seconds", rate_window_seconds),
-                            ("upload_window_seconds", upload_window_seconds),
-                            ("download_window_seconds", download_window_seconds),
-                            ("session_window_seconds", session_window_seconds)):
+        for name, value in (
+            ("processing_seconds", processing_seconds),
+            ("pickup_seconds", pickup_seconds),
+            ("rate_window_seconds", rate_window_seconds),
+            ("upload_window_seconds", upload_window_seconds),
+            ("download_window_seconds", download_window_seconds),
+            ("session_window_seconds", session_window_seconds),
+        ):
             if value < 0 or (value == 0 and name not in ("processing_seconds", "pickup_seconds")):
                 raise ValueError(f"{name} must be positive")
         if isinstance(ground_truth, Mapping) and set(ground_truth) - set(JOB_TYPES):
             raise ValueError(f"ground_truth keys must be among {JOB_TYPES}")
         self._config = Config(
-            token=token, speed=float(speed), processing_seconds=float(processing_seconds),
-            one_active_job=one_active_job, rate_limits=_rate_limits(rate_limit),
+            token=token,
+            speed=float(speed),
+            processing_seconds=float(processing_seconds),
+            one_active_job=one_active_job,
+            rate_limits=_rate_limits(rate_limit),
             rate_window_seconds=float(rate_window_seconds),
             upload_window_seconds=float(upload_window_seconds),
             download_window_seconds=float(download_window_seconds),
             session_window_seconds=float(session_window_seconds),
-            estimated_completion=bool(estimated_completion), gzip=bool(gzip),
+            estimated_completion=bool(estimated_completion),
+            gzip=bool(gzip),
             sessions_outlive_upload_window=bool(sessions_outlive_upload_window),
-            unknown_job_status=int(unknown_job_status), usage_capped=bool(usage_capped),
-            fault_profile=fault_profile, pickup_seconds=float(pickup_seconds),
+            unknown_job_status=int(unknown_job_status),
+            usage_capped=bool(usage_capped),
+            fault_profile=fault_profile,
+            pickup_seconds=float(pickup_seconds),
             gzip_results=bool(gzip_results),
         )
         self._host = host
@@ -147,7 +155,7 @@ class XComplianceEmulator:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def start(self) -> "XComplianceEmulator":
+    def start(self) -> XComplianceEmulator:
         """Bind, load the ground truth, and serve in a background thread."""
         with self._lock:
             if self._server is not None:
@@ -175,8 +183,12 @@ class XComplianceEmulator:
                 host = f"[{host}]"
             public = self._public_host or f"{host}:{port}"
             state.bind(UrlSigner(secrets.token_bytes(32), public), f"http://{public}")
-            thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                      name=f"xcompliance-emulator-{port}", daemon=True)
+            thread = threading.Thread(
+                target=server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name=f"xcompliance-emulator-{port}",
+                daemon=True,
+            )
             thread.start()
             self._server, self._thread, self._state = server, thread, state
         return self
@@ -200,7 +212,7 @@ class XComplianceEmulator:
             shutil.rmtree(self._temp_dir, ignore_errors=True)
             self._temp_dir = None
 
-    def __enter__(self) -> "XComplianceEmulator":
+    def __enter__(self) -> XComplianceEmulator:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:
@@ -240,15 +252,29 @@ class XComplianceEmulator:
 
     # -- faults ------------------------------------------------------------------------------
 
-    def inject_fault(self, endpoint: str, kind: str, *, status: int | None = None,
-                     seconds: float | None = None, times: int = 1,
-                     after_bytes: int | None = None, reset_seconds: float = 1.0) -> Fault:
+    def inject_fault(
+        self,
+        endpoint: str,
+        kind: str,
+        *,
+        status: int | None = None,
+        seconds: float | None = None,
+        times: int = 1,
+        after_bytes: int | None = None,
+        reset_seconds: float = 1.0,
+    ) -> Fault:
         """Make the next ``times`` requests to ``endpoint`` fail (see ``faults`` module). Kinds:
         ``status``, ``drop``, ``delay``, ``usage_cap`` (API endpoints), ``partial_chunk`` and
         ``lose_final_answer`` (``upload_session``), ``no_such_key`` (``download``)."""
-        return self._require_state().faults.add(endpoint, kind, status=status, seconds=seconds,
-                                                times=times, after_bytes=after_bytes,
-                                                reset_seconds=reset_seconds)
+        return self._require_state().faults.add(
+            endpoint,
+            kind,
+            status=status,
+            seconds=seconds,
+            times=times,
+            after_bytes=after_bytes,
+            reset_seconds=reset_seconds,
+        )
 
     @property
     def usage_capped(self) -> bool:

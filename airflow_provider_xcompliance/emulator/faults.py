@@ -77,13 +77,22 @@ import re
 import threading
 from dataclasses import dataclass
 
-__all__ = ["ENDPOINTS", "KINDS", "FRONT_KINDS", "PROFILES", "ALL_PROFILE_NO_SUCH_KEY",
-           "USAGE_CAPPED_BODY", "Fault", "FaultInjector", "make_fault", "parse_fault_spec"]
+__all__ = [
+    "ENDPOINTS",
+    "KINDS",
+    "FRONT_KINDS",
+    "PROFILES",
+    "ALL_PROFILE_NO_SUCH_KEY",
+    "USAGE_CAPPED_BODY",
+    "Fault",
+    "FaultInjector",
+    "make_fault",
+    "parse_fault_spec",
+]
 
 ENDPOINTS = ("create_job", "list_jobs", "get_job", "upload", "upload_session", "download")
 API_FAULT_ENDPOINTS = ("create_job", "list_jobs", "get_job")
-KINDS = ("status", "drop", "delay", "usage_cap", "partial_chunk", "lose_final_answer",
-         "no_such_key")
+KINDS = ("status", "drop", "delay", "usage_cap", "partial_chunk", "lose_final_answer", "no_such_key")
 FRONT_KINDS = ("status", "drop", "delay", "usage_cap")
 # Kinds that only fit some endpoints.
 KIND_ENDPOINTS = {
@@ -97,14 +106,20 @@ ALL_PROFILE_NO_SUCH_KEY = 2
 ALL_PROFILE_STORAGE_CYCLE = (408, 429, 503, "drop")
 ALL_PROFILE_STORAGE_EVERY = 3  # n % 3 == 1 fails
 ALL_PROFILE_LOOKUP_EVERY = 4  # n % 4 == 0 fails
-USAGE_CAPPED_BODY = {"title": "UsageCapExceeded",
-                     "detail": "Usage cap exceeded: Monthly product cap",
-                     "type": "https://api.x.com/2/problems/usage-capped",
-                     "period": "Monthly", "scope": "Product", "status": 429}
+USAGE_CAPPED_BODY = {
+    "title": "UsageCapExceeded",
+    "detail": "Usage cap exceeded: Monthly product cap",
+    "type": "https://api.x.com/2/problems/usage-capped",
+    "period": "Monthly",
+    "scope": "Product",
+    "status": 429,
+}
 
 
 @dataclass
 class Fault:
+    """One queued fault: which endpoint, what kind, how many more times."""
+
     endpoint: str
     kind: str
     status: int | None = None
@@ -116,12 +131,19 @@ class Fault:
     def matches(self, endpoint: str) -> bool:
         if self.endpoint == endpoint:
             return True
-        return (self.endpoint == "upload" and endpoint == "upload_session"
-                and self.kind in FRONT_KINDS)
+        return self.endpoint == "upload" and endpoint == "upload_session" and self.kind in FRONT_KINDS
 
 
-def make_fault(endpoint: str, kind: str, *, status: int | None = None, seconds: float | None = None,
-               times: int = 1, after_bytes: int | None = None, reset_seconds: float = 1.0) -> Fault:
+def make_fault(
+    endpoint: str,
+    kind: str,
+    *,
+    status: int | None = None,
+    seconds: float | None = None,
+    times: int = 1,
+    after_bytes: int | None = None,
+    reset_seconds: float = 1.0,
+) -> Fault:
     """Validate the arguments of a fault; raises ``ValueError``."""
     if endpoint not in ENDPOINTS:
         raise ValueError(f"fault endpoint must be one of {ENDPOINTS}, not {endpoint!r}")
@@ -131,18 +153,23 @@ def make_fault(endpoint: str, kind: str, *, status: int | None = None, seconds: 
         raise ValueError(f"a {kind} fault applies to {', '.join(KIND_ENDPOINTS[kind])} only")
     if not isinstance(times, int) or isinstance(times, bool) or times < 1:
         raise ValueError("times must be a positive integer")
-    if kind == "status":
-        if not isinstance(status, int) or not 400 <= status <= 599:
-            raise ValueError("a status fault needs status=<HTTP error status 400-599>")
-    if kind == "delay":
-        if seconds is None or seconds < 0:
-            raise ValueError("a delay fault needs seconds=<non-negative number>")
+    if kind == "status" and (not isinstance(status, int) or not 400 <= status <= 599):
+        raise ValueError("a status fault needs status=<HTTP error status 400-599>")
+    if kind == "delay" and (seconds is None or seconds < 0):
+        raise ValueError("a delay fault needs seconds=<non-negative number>")
     if after_bytes is not None and after_bytes < 0:
         raise ValueError("after_bytes must not be negative")
     if reset_seconds < 0:
         raise ValueError("reset_seconds must not be negative")
-    return Fault(endpoint, kind, status, None if seconds is None else float(seconds), after_bytes,
-                 times, float(reset_seconds))
+    return Fault(
+        endpoint,
+        kind,
+        status,
+        None if seconds is None else float(seconds),
+        after_bytes,
+        times,
+        float(reset_seconds),
+    )
 
 
 class FaultInjector:
@@ -205,8 +232,7 @@ def _all_profile_front(endpoint: str, n: int) -> Fault | None:
     if endpoint in ("upload", "upload_session", "download"):
         if n % ALL_PROFILE_STORAGE_EVERY != 1:
             return None
-        what = ALL_PROFILE_STORAGE_CYCLE[(n // ALL_PROFILE_STORAGE_EVERY)
-                                         % len(ALL_PROFILE_STORAGE_CYCLE)]
+        what = ALL_PROFILE_STORAGE_CYCLE[(n // ALL_PROFILE_STORAGE_EVERY) % len(ALL_PROFILE_STORAGE_CYCLE)]
         if what == "drop":
             return Fault(endpoint, "drop")
         return Fault(endpoint, "status", status=what)

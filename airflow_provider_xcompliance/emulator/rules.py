@@ -70,7 +70,6 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
 
 from .timefmt import fast_iso
 
@@ -123,7 +122,7 @@ MAX_ID_DIGITS = 19
 _DIGITS_CRLF = b"0123456789\r\n"
 _last3 = operator.itemgetter(slice(-3, None))
 
-GroundTruthSpec = Union[str, os.PathLike, Mapping[str, Union[str, os.PathLike]], None]
+GroundTruthSpec = str | os.PathLike | Mapping[str, str | os.PathLike] | None
 Pair = tuple[str, str]  # (reason as JSON, action as JSON)
 
 
@@ -218,10 +217,7 @@ class ResultRules:
         self._table = table
         # The hit lookup on the last (up to) three digits of the line, without int().
         self._hits_by_tail = {
-            str(v).zfill(width).encode(): True
-            for width in (1, 2, 3)
-            for v in range(10**width)
-            if table[v]
+            str(v).zfill(width).encode(): True for width in (1, 2, 3) for v in range(10**width) if table[v]
         }
 
     def events(self, n: int) -> tuple[Pair, ...]:
@@ -241,10 +237,19 @@ class ResultRules:
         created = created_at_seconds(n)
         if q < 10:
             return '{"id":"%s","action":%s,"created_at":"%s","reason":%s}\n' % (
-                id_text, pair[1], fast_iso(created, suffix), pair[0])
+                id_text,
+                pair[1],
+                fast_iso(created, suffix),
+                pair[0],
+            )
         redacted = created + DAY * (1 + (n // 7) % 365)
         return '{"id":"%s","action":%s,"created_at":"%s","redacted_at":"%s","reason":%s}\n' % (
-            id_text, pair[1], fast_iso(created, suffix), fast_iso(redacted, suffix), pair[0])
+            id_text,
+            pair[1],
+            fast_iso(created, suffix),
+            fast_iso(redacted, suffix),
+            pair[0],
+        )
 
     def select(self, lines: list[bytes], leading_zeros: bool = True) -> Iterator[bytes]:
         """The lines (valid IDs or blank, no ``\\r``) that need action, in order, at C speed.
@@ -278,6 +283,8 @@ class ProcessingCancelled(Exception):
 
 @dataclass
 class ProcessOutcome:
+    """What processing an uploaded ID file gave: an error, or the counts of IDs and results."""
+
     error: str | None  # the job's ``error`` when the upload is invalid
     ids: int = 0  # non-blank lines read
     results: int = 0  # result lines written
@@ -315,8 +322,9 @@ def _fast_lines(chunk: bytes) -> list[bytes] | None:
     return lines
 
 
-def process_file(src: Path, dst: Path, rules: ResultRules,
-                 cancel: threading.Event | None = None) -> ProcessOutcome:
+def process_file(
+    src: Path, dst: Path, rules: ResultRules, cancel: threading.Event | None = None
+) -> ProcessOutcome:
     """Validate the uploaded ID file ``src`` and write the result file ``dst`` (atomically).
 
     Returns an outcome with ``error`` set (and no ``dst``) when a line is not an ID.
@@ -345,7 +353,7 @@ def process_file(src: Path, dst: Path, rules: ResultRules,
                         if len(carry) > 64:  # no ID line is that long
                             return ProcessOutcome(_invalid_line_message(lineno, carry[:64]))
                         continue
-                    chunk, carry = data[:cut], data[cut + 1:]
+                    chunk, carry = data[:cut], data[cut + 1 :]
                 lines = _fast_lines(chunk)
                 if lines is None:
                     message = _find_invalid(chunk, lineno)
@@ -380,8 +388,9 @@ def process_file(src: Path, dst: Path, rules: ResultRules,
             pass
 
 
-def expected_results(ids: Iterable[str], job_type: str,
-                     ground_truth: GroundTruthSpec = None) -> Iterator[dict]:
+def expected_results(
+    ids: Iterable[str], job_type: str, ground_truth: GroundTruthSpec = None
+) -> Iterator[dict]:
     """The result objects the emulator produces for ``ids`` (in upload order), one dict per line
     of the result file. Blank entries are skipped like blank upload lines; anything else that is
     not an ID of 1-19 digits raises ``ValueError``."""

@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import socket
+import sys
 import threading
 import time
 import urllib.parse
@@ -34,7 +35,9 @@ DRAIN_LIMIT = 64 * 1024 * 1024
 JOBS_PATH = "/2/compliance/jobs"
 _STORAGE_PATH = re.compile(
     r"/(?:twttr-tweet-compliance|twttr-user-compliance)/[0-9]{1,19}/(submission|delivery)/"
-    r"[0-9]{1,19}_[0-9]{1,19}", re.ASCII)
+    r"[0-9]{1,19}_[0-9]{1,19}",
+    re.ASCII,
+)
 
 
 def resolve(method: str, path: str, query: str):
@@ -45,7 +48,7 @@ def resolve(method: str, path: str, query: str):
         if method in ("GET", "HEAD"):
             return "list_jobs", api.list_jobs
         return "api", api.method_not_allowed
-    if path.startswith(JOBS_PATH + "/") and "/" not in path[len(JOBS_PATH) + 1:]:
+    if path.startswith(JOBS_PATH + "/") and "/" not in path[len(JOBS_PATH) + 1 :]:
         if method in ("GET", "HEAD"):
             return "get_job", api.get_job
         return "api", api.method_not_allowed
@@ -68,8 +71,9 @@ def _is_api(endpoint: str) -> bool:
 class Exchange:
     """One request and its answer, as seen by the endpoint functions."""
 
-    def __init__(self, handler: "EmulatorRequestHandler", state: EmulatorState, endpoint: str,
-                 path: str, query: str):
+    def __init__(
+        self, handler: EmulatorRequestHandler, state: EmulatorState, endpoint: str, path: str, query: str
+    ):
         self._handler = handler
         self.state = state
         self.endpoint = endpoint
@@ -106,8 +110,15 @@ class Exchange:
         except BodyError:
             return True
 
-    def begin(self, status: int, headers: dict | None = None, *, content_type: str | None = None,
-              length: int | None = 0, reason: str | None = None) -> ChunkedWriter | None:
+    def begin(
+        self,
+        status: int,
+        headers: dict | None = None,
+        *,
+        content_type: str | None = None,
+        length: int | None = 0,
+        reason: str | None = None,
+    ) -> ChunkedWriter | None:
         """Send the status line and headers; with ``length=None`` the body is chunked and the
         returned writer frames it."""
         close = self._settle_body()
@@ -134,9 +145,16 @@ class Exchange:
     def write(self, data: bytes) -> None:
         self._handler.wfile.write(data)
 
-    def respond(self, status: int, body: bytes = b"", *, content_type: str | None = None,
-                headers: dict | None = None, reason: str | None = None,
-                compressible: bool = False) -> None:
+    def respond(
+        self,
+        status: int,
+        body: bytes = b"",
+        *,
+        content_type: str | None = None,
+        headers: dict | None = None,
+        reason: str | None = None,
+        compressible: bool = False,
+    ) -> None:
         headers = dict(headers or {})
         if compressible:
             headers["Vary"] = "Accept-Encoding"
@@ -151,8 +169,13 @@ class Exchange:
         body = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         all_headers = {"api-version": API_VERSION}
         all_headers.update(headers or {})
-        self.respond(status, body, content_type="application/json; charset=utf-8",
-                     headers=all_headers, compressible=True)
+        self.respond(
+            status,
+            body,
+            content_type="application/json; charset=utf-8",
+            headers=all_headers,
+            compressible=True,
+        )
 
     def drop(self) -> None:
         """Close the connection without (finishing) an answer."""
@@ -161,6 +184,8 @@ class Exchange:
 
 
 class EmulatorRequestHandler(BaseHTTPRequestHandler):
+    """Routes each request to the emulator's API or its signed-URL storage."""
+
     protocol_version = "HTTP/1.1"
     server_version = "XComplianceEmulator/1.0"
     sys_version = ""
@@ -292,4 +317,4 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
                 pass
 
     def handle_error(self, request, client_address) -> None:
-        logger.debug("connection error", exc_info=True)
+        logger.debug("connection error from %s", client_address, exc_info=sys.exc_info())

@@ -29,8 +29,14 @@ __all__ = ["ALGORITHM", "SignatureMismatch", "SignatureExpired", "UrlSigner"]
 
 ALGORITHM = "GOOG4-HMAC-SHA256"
 MAX_EXPIRES = 604800  # GCS V4: at most 7 days
-_REQUIRED = ("X-Goog-Algorithm", "X-Goog-Credential", "X-Goog-Date", "X-Goog-Expires",
-             "X-Goog-SignedHeaders", "X-Goog-Signature")
+_REQUIRED = (
+    "X-Goog-Algorithm",
+    "X-Goog-Credential",
+    "X-Goog-Date",
+    "X-Goog-Expires",
+    "X-Goog-SignedHeaders",
+    "X-Goog-Signature",
+)
 
 
 class SignatureMismatch(Exception):
@@ -65,23 +71,35 @@ class UrlSigner:
         self.host = host
         self.account = account
 
-    def _signature(self, method: str, path: str, params: Mapping[str, str],
-                   headers: Mapping[str, str]) -> str:
+    def _signature(
+        self, method: str, path: str, params: Mapping[str, str], headers: Mapping[str, str]
+    ) -> str:
         names = sorted(headers)
         canonical_headers = "".join(f"{name}:{headers[name]}\n" for name in names)
-        canonical_request = "\n".join([
-            method, path, _canonical_query(params), canonical_headers, ";".join(names),
-            "UNSIGNED-PAYLOAD",
-        ])
+        canonical_request = "\n".join(
+            [
+                method,
+                path,
+                _canonical_query(params),
+                canonical_headers,
+                ";".join(names),
+                "UNSIGNED-PAYLOAD",
+            ]
+        )
         scope = params["X-Goog-Credential"].split("/", 1)[-1]
-        to_sign = "\n".join([
-            ALGORITHM, params["X-Goog-Date"], scope,
-            hashlib.sha256(canonical_request.encode("utf-8")).hexdigest(),
-        ])
+        to_sign = "\n".join(
+            [
+                ALGORITHM,
+                params["X-Goog-Date"],
+                scope,
+                hashlib.sha256(canonical_request.encode("utf-8")).hexdigest(),
+            ]
+        )
         return hmac.new(self._secret, to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
 
-    def sign(self, method: str, path: str, date: int, expires: int,
-             headers: Mapping[str, str] | None = None) -> str:
+    def sign(
+        self, method: str, path: str, date: int, expires: int, headers: Mapping[str, str] | None = None
+    ) -> str:
         """The query string (without ``?``) that authorizes ``method`` on ``path`` from Unix
         second ``date`` for ``expires`` seconds, with ``headers`` (name -> exact value) signed
         in addition to ``host``."""
@@ -97,8 +115,9 @@ class UrlSigner:
         signature = self._signature(method, path, params, signed)
         return _canonical_query(params) + "&X-Goog-Signature=" + signature
 
-    def verify(self, method: str, path: str, raw_query: str,
-               header: Callable[[str], str | None], now: float) -> int:
+    def verify(
+        self, method: str, path: str, raw_query: str, header: Callable[[str], str | None], now: float
+    ) -> int:
         """Check a request against its signature; return the Unix second at which it expires.
         The URL is valid from ``X-Goog-Date`` through ``X-Goog-Date + X-Goog-Expires``
         inclusive, i.e. for exactly ``X-Goog-Expires`` seconds.
@@ -123,8 +142,9 @@ class UrlSigner:
         signature = params.pop("X-Goog-Signature")
         names = params["X-Goog-SignedHeaders"].split(";")
         if "host" not in names or names != sorted(set(names)):
-            raise SignatureMismatch("X-Goog-SignedHeaders must list host and be sorted, "
-                                    "lower-case and without repeats.")
+            raise SignatureMismatch(
+                "X-Goog-SignedHeaders must list host and be sorted, lower-case and without repeats."
+            )
         try:
             date = parse_goog_datetime(params["X-Goog-Date"])
             expires = int(params["X-Goog-Expires"])
@@ -138,8 +158,10 @@ class UrlSigner:
         headers = {name: _normalize_header_value(header(name) or "") for name in names}
         expected = self._signature(method, path, params, headers)
         if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):
-            raise SignatureMismatch("The signature does not match the method, path, query "
-                                    "string and signed headers of the request.")
+            raise SignatureMismatch(
+                "The signature does not match the method, path, query "
+                "string and signed headers of the request."
+            )
         if now > date + expires:
             raise SignatureExpired(date + expires)
         return date + expires

@@ -9,8 +9,8 @@ passed and the result file is written), so no timer threads are needed and a fas
 (``speed``) only shortens the durations.
 
 Results are stored like X's delivery objects: gzip-compressed (``Content-Encoding: gzip``
-metadata) unless ``gzip_results=False``; an empty result is an empty, uncompressed object. Times are real Unix seconds at full precision; only the answers round
-them to the second.
+metadata) unless ``gzip_results=False``; an empty result is an empty, uncompressed object.
+Times are real Unix seconds at full precision; only the answers round them to the second.
 """
 
 from __future__ import annotations
@@ -28,12 +28,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .faults import ALL_PROFILE_NO_SUCH_KEY, FaultInjector
-from .rules import ProcessingCancelled, ProcessOutcome, ResultRules, TWEPOCH_MS, process_file
+from .rules import TWEPOCH_MS, ProcessingCancelled, ProcessOutcome, ResultRules, process_file
 from .signing import UrlSigner
 from .timefmt import iso_z
 
-__all__ = ["ACTIVE_MODES", "API_ENDPOINTS", "UNKNOWN_JOB_STATUSES", "Config", "Job",
-           "StoredObject", "Session", "RateLimiter", "EmulatorState"]
+__all__ = [
+    "ACTIVE_MODES",
+    "API_ENDPOINTS",
+    "UNKNOWN_JOB_STATUSES",
+    "Config",
+    "Job",
+    "StoredObject",
+    "Session",
+    "RateLimiter",
+    "EmulatorState",
+]
 
 logger = logging.getLogger("airflow_provider_xcompliance.emulator")
 
@@ -42,8 +51,7 @@ API_ENDPOINTS = ("create_job", "list_jobs", "get_job")
 BUCKETS = {"tweets": "twttr-tweet-compliance", "users": "twttr-user-compliance"}
 MAX_SIGNED_EXPIRES = 604800  # GCS V4 signed URLs live at most 7 days
 UNKNOWN_JOB_STATUSES = (200, 404)
-RESUMABLE_START_HEADERS = {"content-length": "0", "content-type": "text/plain",
-                           "x-goog-resumable": "start"}
+RESUMABLE_START_HEADERS = {"content-length": "0", "content-type": "text/plain", "x-goog-resumable": "start"}
 SIMPLE_UPLOAD_HEADERS = {"content-type": "text/plain"}
 
 
@@ -77,13 +85,35 @@ class Config:
 class Job:
     """One compliance job (mutable; guarded by the state lock)."""
 
-    __slots__ = ("id", "type", "name", "resumable", "created", "upload_deadline",
-                 "download_deadline", "session_deadline", "uploaded_at", "processed",
-                 "outcome", "generation", "cancel", "stored", "no_such_key_left",
-                 "late_uploads")
+    __slots__ = (
+        "id",
+        "type",
+        "name",
+        "resumable",
+        "created",
+        "upload_deadline",
+        "download_deadline",
+        "session_deadline",
+        "uploaded_at",
+        "processed",
+        "outcome",
+        "generation",
+        "cancel",
+        "stored",
+        "no_such_key_left",
+        "late_uploads",
+    )
 
-    def __init__(self, job_id: str, job_type: str, name: str | None, resumable: bool,
-                 created: float, upload_deadline: float, download_deadline: float):
+    def __init__(
+        self,
+        job_id: str,
+        job_type: str,
+        name: str | None,
+        resumable: bool,
+        created: float,
+        upload_deadline: float,
+        download_deadline: float,
+    ):
         self.id = job_id
         self.type = job_type
         self.name = name
@@ -115,8 +145,19 @@ class StoredObject:
 class Session:
     """One resumable upload session (its own lock serializes the chunks sent to it)."""
 
-    __slots__ = ("id", "job_id", "path", "created", "expires", "stored", "total", "complete",
-                 "lock", "partial_done", "final_lost")
+    __slots__ = (
+        "id",
+        "job_id",
+        "path",
+        "created",
+        "expires",
+        "stored",
+        "total",
+        "complete",
+        "lock",
+        "partial_done",
+        "final_lost",
+    )
 
     def __init__(self, session_id: str, job_id: str, path: Path, created: float, expires: float):
         self.id = session_id
@@ -271,9 +312,15 @@ class EmulatorState:
                         continue
                     if self.status(other, now) in ("created", "in_progress"):
                         return None
-            job = Job(self._next_id(now), job_type, name, resumable, now,
-                      now + cfg.real(cfg.upload_window_seconds),
-                      now + cfg.real(cfg.download_window_seconds))
+            job = Job(
+                self._next_id(now),
+                job_type,
+                name,
+                resumable,
+                now,
+                now + cfg.real(cfg.upload_window_seconds),
+                now + cfg.real(cfg.download_window_seconds),
+            )
             if self.faults.all_profile:
                 job.no_such_key_left = ALL_PROFILE_NO_SUCH_KEY
             self.jobs[job.id] = job
@@ -282,9 +329,13 @@ class EmulatorState:
 
     def list_jobs(self, job_type: str, status: str | None, now: float) -> list[Job]:
         with self.lock:
-            jobs = [j for j in self.jobs.values()
-                    if j.type == job_type and self.visible(j, now)
-                    and (status is None or self.status(j, now) == status)]
+            jobs = [
+                j
+                for j in self.jobs.values()
+                if j.type == job_type
+                and self.visible(j, now)
+                and (status is None or self.status(j, now) == status)
+            ]
         jobs.sort(key=lambda j: int(j.id), reverse=True)
         return jobs
 
@@ -323,8 +374,7 @@ class EmulatorState:
         else:
             method, headers, window = "GET", {}, cfg.real(cfg.download_window_seconds)
         date = int(job.created)
-        query = self.signer.sign(method, path, date, self.signed_expires(job.created, window),
-                                 headers)
+        query = self.signer.sign(method, path, date, self.signed_expires(job.created, window), headers)
         return method, path, dict(headers), query
 
     def _signed(self, job: Job, kind: str) -> str:
@@ -408,9 +458,12 @@ class EmulatorState:
             os.replace(part, self.submission_path(job.id))
             job.uploaded_at = now
             job.generation += 1
-            thread = threading.Thread(target=self._process,
-                                      args=(job, job.generation, job.cancel), daemon=True,
-                                      name=f"xcompliance-emulator-process-{job.id}")
+            thread = threading.Thread(
+                target=self._process,
+                args=(job, job.generation, job.cancel),
+                daemon=True,
+                name=f"xcompliance-emulator-process-{job.id}",
+            )
             self._threads = [t for t in self._threads if t.is_alive()]
             self._threads.append(thread)
         thread.start()
@@ -421,8 +474,9 @@ class EmulatorState:
         packed = work.with_name(work.name + ".gz")
         stored = None
         try:
-            outcome = process_file(self.submission_path(job.id), work, self.rules[job.type],
-                                   _Either(self._cancel, job_cancel))
+            outcome = process_file(
+                self.submission_path(job.id), work, self.rules[job.type], _Either(self._cancel, job_cancel)
+            )
             if outcome.error is None:
                 stored = self._pack(work, packed, outcome)
         except ProcessingCancelled:
@@ -474,8 +528,9 @@ class EmulatorState:
         cfg = self.config
         path = self.new_part_path(job.id, "session")
         path.touch()
-        session = Session(secrets.token_urlsafe(48), job.id, path, now,
-                          now + cfg.real(cfg.session_window_seconds))
+        session = Session(
+            secrets.token_urlsafe(48), job.id, path, now, now + cfg.real(cfg.session_window_seconds)
+        )
         with self.lock:
             self.sessions[session.id] = session
             job.session_deadline = max(job.session_deadline or 0.0, session.expires)

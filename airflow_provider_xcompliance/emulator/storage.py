@@ -43,29 +43,51 @@ from .httpio import BLOCK, accepts_gzip
 from .signing import SignatureExpired, SignatureMismatch, _normalize_header_value
 from .timefmt import gcs_expiry
 
-__all__ = ["upload", "session_put", "download", "no_such_key", "fault_status", "bad_framing",
-           "xml_error", "CHUNK_ALIGN"]
+__all__ = [
+    "upload",
+    "session_put",
+    "download",
+    "no_such_key",
+    "fault_status",
+    "bad_framing",
+    "xml_error",
+    "CHUNK_ALIGN",
+]
 
 CHUNK_ALIGN = 256 * 1024
 XML_HEAD = "<?xml version='1.0' encoding='UTF-8'?>"
-SIGNATURE_MESSAGE = ("The request signature we calculated does not match the signature you "
-                     "provided. Check your Google secret key and signing method.")
+SIGNATURE_MESSAGE = (
+    "The request signature we calculated does not match the signature you "
+    "provided. Check your Google secret key and signing method."
+)
 LENGTH_DETAILS = "You must provide the Content-Length HTTP header."
-_CONTENT_RANGE = re.compile(r"bytes (?:(?P<first>[0-9]+)-(?P<last>[0-9]+)|(?P<star>\*))"
-                            r"/(?P<total>[0-9]+|\*)", re.ASCII)
+_CONTENT_RANGE = re.compile(
+    r"bytes (?:(?P<first>[0-9]+)-(?P<last>[0-9]+)|(?P<star>\*))"
+    r"/(?P<total>[0-9]+|\*)",
+    re.ASCII,
+)
 _RANGE = re.compile(r"bytes=(?P<first>[0-9]*)-(?P<last>[0-9]*)", re.ASCII)
-_CODES = {400: "InvalidArgument", 401: "AuthenticationRequired", 403: "AccessDenied",
-          404: "NoSuchKey", 408: "RequestTimeout", 409: "Conflict", 410: "Gone",
-          412: "PreconditionFailed", 429: "TooManyRequests", 500: "InternalError",
-          502: "BadGateway", 503: "ServiceUnavailable", 504: "GatewayTimeout"}
+_CODES = {
+    400: "InvalidArgument",
+    401: "AuthenticationRequired",
+    403: "AccessDenied",
+    404: "NoSuchKey",
+    408: "RequestTimeout",
+    409: "Conflict",
+    410: "Gone",
+    412: "PreconditionFailed",
+    429: "TooManyRequests",
+    500: "InternalError",
+    502: "BadGateway",
+    503: "ServiceUnavailable",
+    504: "GatewayTimeout",
+}
 _FAULT_DETAILS = {
     408: "The request timed out before the server received it whole (injected fault).",
-    429: "The rate of requests to this object is too high; retry with exponential backoff "
-         "(injected fault).",
+    429: "The rate of requests to this object is too high; retry with exponential backoff (injected fault).",
     500: "Internal error on the storage server (injected fault).",
     502: "Bad gateway in front of the storage server (injected fault).",
-    503: "The storage service is temporarily unavailable; retry with exponential backoff "
-         "(injected fault).",
+    503: "The storage service is temporarily unavailable; retry with exponential backoff (injected fault).",
     504: "The storage server timed out (injected fault).",
 }
 
@@ -77,10 +99,13 @@ def xml_error(code: str, message: str, details: str | None = None) -> bytes:
     return (text + "</Error>").encode("utf-8")
 
 
-def _error(ex, status: int, code: str, message: str, details: str,
-           headers: dict | None = None) -> None:
-    ex.respond(status, xml_error(code, message, details),
-               content_type="application/xml; charset=UTF-8", headers=headers)
+def _error(ex, status: int, code: str, message: str, details: str, headers: dict | None = None) -> None:
+    ex.respond(
+        status,
+        xml_error(code, message, details),
+        content_type="application/xml; charset=UTF-8",
+        headers=headers,
+    )
 
 
 def _invalid(ex, details: str) -> None:
@@ -88,8 +113,13 @@ def _invalid(ex, details: str) -> None:
 
 
 def _expired(ex, at: float) -> None:
-    _error(ex, 400, "ExpiredToken", "The provided token has expired.",
-           f"Request signature expired at: {gcs_expiry(at)}")
+    _error(
+        ex,
+        400,
+        "ExpiredToken",
+        "The provided token has expired.",
+        f"Request signature expired at: {gcs_expiry(at)}",
+    )
 
 
 def _object_name(path: str) -> str:
@@ -101,10 +131,11 @@ def _mismatch_details(ex, fallback: str) -> str:
     st = ex.state
     parts = ex.path.split("/")
     job = st.jobs.get(parts[2]) if len(parts) > 3 else None
-    if job is None or parts[3] not in ("submission", "delivery") \
-            or st.object_path(job, parts[3]) != ex.path:
-        return (f"{fallback} No URL was signed for the path {_object_name(ex.path)!r}: the "
-                "path was altered or belongs to another object.")
+    if job is None or parts[3] not in ("submission", "delivery") or st.object_path(job, parts[3]) != ex.path:
+        return (
+            f"{fallback} No URL was signed for the path {_object_name(ex.path)!r}: the "
+            "path was altered or belongs to another object."
+        )
     method, _, headers, issued_query = st.signed_request(job, parts[3])
     issued = dict(urllib.parse.parse_qsl(issued_query, keep_blank_values=True))
     got = dict(urllib.parse.parse_qsl(ex.query, keep_blank_values=True))
@@ -112,8 +143,11 @@ def _mismatch_details(ex, fallback: str) -> str:
     missing = sorted(issued.keys() - got.keys())
     extra = sorted(got.keys() - issued.keys())
     if changed or missing or extra:
-        what = ([f"{k} was changed" for k in changed] + [f"{k} is missing" for k in missing]
-                + [f"{k} was added" for k in extra])
+        what = (
+            [f"{k} was changed" for k in changed]
+            + [f"{k} is missing" for k in missing]
+            + [f"{k} was added" for k in extra]
+        )
         return "The query string differs from the signed URL: " + "; ".join(what) + "."
     problems = []
     if ex.method != method:
@@ -123,11 +157,9 @@ def _mismatch_details(ex, fallback: str) -> str:
     for name in sorted(signed):
         value = ex.header(name)
         if value is None:
-            problems.append(f"the signed header {name} is missing (signed value "
-                            f"{signed[name]!r})")
+            problems.append(f"the signed header {name} is missing (signed value {signed[name]!r})")
         elif _normalize_header_value(value) != signed[name]:
-            problems.append(f"the signed header {name} was {value!r}, signed value "
-                            f"{signed[name]!r}")
+            problems.append(f"the signed header {name} was {value!r}, signed value {signed[name]!r}")
     if problems:
         text = "; ".join(problems)
         return text[0].upper() + text[1:] + "."
@@ -140,8 +172,7 @@ def _verified_job(ex):
     try:
         st.signer.verify(ex.method, ex.path, ex.query, ex.header, ex.received_at)
     except SignatureMismatch as exc:
-        _error(ex, 403, "SignatureDoesNotMatch", SIGNATURE_MESSAGE,
-               _mismatch_details(ex, str(exc)))
+        _error(ex, 403, "SignatureDoesNotMatch", SIGNATURE_MESSAGE, _mismatch_details(ex, str(exc)))
         return None
     except SignatureExpired as exc:
         _expired(ex, exc.expired_at)
@@ -192,8 +223,9 @@ def upload(ex) -> None:
             while data := ex.body.read(BLOCK):
                 f.write(data)
         if ex.body.received != declared:
-            _invalid(ex, f"The body has {ex.body.received} bytes but "
-                         f"x-amz-decoded-content-length says {declared}.")
+            _invalid(
+                ex, f"The body has {ex.body.received} bytes but x-amz-decoded-content-length says {declared}."
+            )
             return
         refused = st.accept_upload(job, part, now)
     finally:
@@ -264,21 +296,36 @@ def session_put(ex) -> None:
     query = urllib.parse.parse_qs(ex.query, keep_blank_values=True)
     session = st.find_session(query.get("upload_id", [""])[0], ex.received_at)
     if session is None:
-        _error(ex, 404, "NoSuchUpload", "The requested upload was not found.",
-               "No resumable upload session has this upload_id: it never existed, or it "
-               "expired (sessions live a week from their start).")
+        _error(
+            ex,
+            404,
+            "NoSuchUpload",
+            "The requested upload was not found.",
+            "No resumable upload session has this upload_id: it never existed, or it "
+            "expired (sessions live a week from their start).",
+        )
         return
     if ex.method != "PUT":
-        _error(ex, 405, "MethodNotAllowed", "The specified method is not allowed.",
-               f"Upload session URLs accept PUT only, not {ex.method}.")
+        _error(
+            ex,
+            405,
+            "MethodNotAllowed",
+            "The specified method is not allowed.",
+            f"Upload session URLs accept PUT only, not {ex.method}.",
+        )
         return
     job = st.find(session.job_id, ex.received_at)
     if job is None:
         no_such_key(ex)
         return
     if not session.lock.acquire(timeout=30):
-        _error(ex, 503, "ServiceUnavailable", "Service unavailable.",
-               "Another request is still writing to this upload session.")
+        _error(
+            ex,
+            503,
+            "ServiceUnavailable",
+            "Service unavailable.",
+            "Another request is still writing to this upload session.",
+        )
         return
     try:
         _session_put_locked(ex, job, session)
@@ -299,8 +346,11 @@ def _session_put_locked(ex, job, session) -> None:
     try:
         parsed = _parse_content_range(ex.header("Content-Range"))
     except ValueError:
-        _invalid(ex, f"Invalid Content-Range header {ex.header('Content-Range')!r}: expected "
-                     "'bytes FIRST-LAST/TOTAL', 'bytes */TOTAL' or a '*' total.")
+        _invalid(
+            ex,
+            f"Invalid Content-Range header {ex.header('Content-Range')!r}: expected "
+            "'bytes FIRST-LAST/TOTAL', 'bytes */TOTAL' or a '*' total.",
+        )
         return
     if parsed is None:  # no Content-Range: the body is the whole object
         if not ex.body.framed:
@@ -319,12 +369,16 @@ def _session_put_locked(ex, job, session) -> None:
             return
         if total is not None:
             if total < session.stored:
-                _invalid(ex, f"The total size {total} is smaller than the {session.stored} "
-                             "bytes already stored.")
+                _invalid(
+                    ex, f"The total size {total} is smaller than the {session.stored} bytes already stored."
+                )
                 return
             if session.total is not None and total != session.total:
-                _invalid(ex, f"The total size {total} differs from the total {session.total} "
-                             "given earlier in this session.")
+                _invalid(
+                    ex,
+                    f"The total size {total} differs from the total {session.total} "
+                    "given earlier in this session.",
+                )
                 return
             if total == session.stored:
                 session.total = total
@@ -339,25 +393,28 @@ def _session_put_locked(ex, job, session) -> None:
         return
     problem = None
     if ex.body.length is not None and ex.body.length != length:
-        problem = (f"The Content-Length {ex.body.length} does not match the Content-Range "
-                   f"bytes {first}-{last} ({length} bytes).")
+        problem = (
+            f"The Content-Length {ex.body.length} does not match the Content-Range "
+            f"bytes {first}-{last} ({length} bytes)."
+        )
     elif total is not None and last >= total:
         problem = f"The Content-Range ends at byte {last}, after the total size {total}."
     elif total is not None and session.total is not None and total != session.total:
-        problem = (f"The total size changed during the upload: {total}, earlier "
-                   f"{session.total}.")
+        problem = f"The total size changed during the upload: {total}, earlier {session.total}."
     elif first > session.stored:
-        problem = (f"The chunk starts at byte {first} but only {session.stored} bytes are "
-                   "stored; resume from the Range of a status query.")
+        problem = (
+            f"The chunk starts at byte {first} but only {session.stored} bytes are "
+            "stored; resume from the Range of a status query."
+        )
     elif not (total is not None and last + 1 == total) and length % CHUNK_ALIGN:
-        problem = (f"Every chunk but the last must be a multiple of {CHUNK_ALIGN} bytes; "
-                   f"this one has {length}.")
+        problem = (
+            f"Every chunk but the last must be a multiple of {CHUNK_ALIGN} bytes; this one has {length}."
+        )
     if problem:
         _invalid(ex, problem)
         return
     if not _write(ex, session, start=session.stored, skip=session.stored - first, expected=length):
-        _invalid(ex, f"The body has {ex.body.received} bytes but the Content-Range says "
-                     f"{length}.")
+        _invalid(ex, f"The body has {ex.body.received} bytes but the Content-Range says {length}.")
         return
     before = session.stored
     end = max(session.stored, last + 1)
@@ -465,8 +522,7 @@ def download(ex) -> None:
                 ex.begin(200, headers, content_type="application/octet-stream", length=n)
                 _copy(ex.write, ex, f, n, limit)
                 return
-            writer = ex.begin(200, headers, content_type="application/octet-stream",
-                              length=None)
+            writer = ex.begin(200, headers, content_type="application/octet-stream", length=None)
             if _copy(writer.write, ex, f, None, limit):
                 writer.close()
         return
@@ -474,9 +530,14 @@ def download(ex) -> None:
         headers["Content-Encoding"] = "gzip"
     byte_range = _byte_range(ex.header("Range"), size)
     if byte_range == "unsatisfiable":
-        _error(ex, 416, "InvalidRange", "The requested range cannot be satisfied.",
-               f"The range {ex.header('Range')!r} is outside the object of {size} bytes.",
-               headers={"Content-Range": f"bytes */{size}"})
+        _error(
+            ex,
+            416,
+            "InvalidRange",
+            "The requested range cannot be satisfied.",
+            f"The range {ex.header('Range')!r} is outside the object of {size} bytes.",
+            headers={"Content-Range": f"bytes */{size}"},
+        )
         return
     with open(stored.path, "rb") as f:
         if byte_range is not None:
@@ -500,7 +561,7 @@ def _copy(write, ex, f, n: int | None, limit: int | None) -> bool:
                 return True
             raise ConnectionAbortedError("the result file is shorter than recorded")
         if limit is not None and sent + len(data) >= limit:
-            write(data[:limit - sent])
+            write(data[: limit - sent])
             ex.drop()
             return False
         write(data)
@@ -509,21 +570,35 @@ def _copy(write, ex, f, n: int | None, limit: int | None) -> bool:
 
 
 def no_such_key(ex) -> None:
-    _error(ex, 404, "NoSuchKey", "The specified key does not exist.",
-           f"No such object: {_object_name(ex.path)}")
+    _error(
+        ex, 404, "NoSuchKey", "The specified key does not exist.", f"No such object: {_object_name(ex.path)}"
+    )
 
 
 def fault_status(ex, status: int) -> None:
     """The answer of an injected ``status`` fault on a storage endpoint."""
-    _error(ex, status, _CODES.get(status, "Error"), "Injected fault.",
-           _FAULT_DETAILS.get(status, f"Injected fault: HTTP {status}."))
+    _error(
+        ex,
+        status,
+        _CODES.get(status, "Error"),
+        "Injected fault.",
+        _FAULT_DETAILS.get(status, f"Injected fault: HTTP {status}."),
+    )
 
 
 def internal_error(ex) -> None:
-    _error(ex, 500, "InternalError", "Internal error.",
-           "The emulator failed while answering this request (see its log).")
+    _error(
+        ex,
+        500,
+        "InternalError",
+        "Internal error.",
+        "The emulator failed while answering this request (see its log).",
+    )
 
 
 def bad_framing(ex) -> None:
-    _invalid(ex, "The request body framing is malformed (bad chunked encoding, an unsupported "
-                 "Transfer-Encoding, or conflicting Content-Length headers).")
+    _invalid(
+        ex,
+        "The request body framing is malformed (bad chunked encoding, an unsupported "
+        "Transfer-Encoding, or conflicting Content-Length headers).",
+    )

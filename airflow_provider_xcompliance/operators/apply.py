@@ -84,9 +84,13 @@ class _ApplyOperator(BaseOperator):
     def _publish(self, context: Any, report: ApplyReport) -> ApplyReport:
         self.log.info(
             "%s %s: deleted %s, geo removed %s, kept %s (%s result lines, %.1f s)",
-            "Dry run over" if report["dry_run"] else "Applied to", report["target"],
-            report["deleted"] or 0, report["updated"] or 0, report["kept"] or 0,
-            report["result_lines"], report["seconds"],
+            "Dry run over" if report["dry_run"] else "Applied to",
+            report["target"],
+            report["deleted"] or 0,
+            report["updated"] or 0,
+            report["kept"] or 0,
+            report["result_lines"],
+            report["seconds"],
         )
         if self.asset is not None:
             context["outlet_events"][self.asset].extra = dict(report)
@@ -117,7 +121,13 @@ class XComplianceApplyToSqlOperator(_ApplyOperator):
     """
 
     template_fields: Sequence[str] = (
-        "results_path", "job_id", "conn_id", "table", "users_table", "audit_table", "dry_run"
+        "results_path",
+        "job_id",
+        "conn_id",
+        "table",
+        "users_table",
+        "audit_table",
+        "dry_run",
     )
 
     def __init__(
@@ -165,7 +175,9 @@ class XComplianceApplyToSqlOperator(_ApplyOperator):
         audit = self._audit_identity(bool(self.audit_table))
         hook = BaseHook.get_connection(self.conn_id).get_hook()
         if not hasattr(hook, "get_conn") or not hasattr(hook, "placeholder"):
-            raise ApplyConfigError(f"Connection {self.conn_id!r} is not a SQL (common.sql DbApiHook) connection")
+            raise ApplyConfigError(
+                f"Connection {self.conn_id!r} is not a SQL (common.sql DbApiHook) connection"
+            )
         conn = hook.get_conn()  # one connection for the whole run: the TEMP tables live in it
         try:
             report = SqlApplier(

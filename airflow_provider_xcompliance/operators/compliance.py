@@ -14,10 +14,9 @@ from airflow.sdk import Asset, BaseOperator, conf
 from airflow_provider_xcompliance import DEFAULT_CONN_ID, protocol
 from airflow_provider_xcompliance.exceptions import JobEndedError, XComplianceConflict, XComplianceError
 from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
-from airflow_provider_xcompliance.models import CREATED, ENDED_BADLY, JOB_TYPES, ComplianceJob
+from airflow_provider_xcompliance.models import CREATED, JOB_TYPES, ComplianceJob
 from airflow_provider_xcompliance.reports import DownloadSummary, UploadReport
 from airflow_provider_xcompliance.triggers.compliance import XComplianceJobTrigger
-
 
 
 def results_asset(job_type: str | None = None) -> Asset:
@@ -39,8 +38,15 @@ def default_job_name(context: Any) -> str:
 
 def _already_uploaded(job: ComplianceJob, ids_path: Any) -> UploadReport:
     """The upload report of a try that found its job past ``created``: an earlier try sent the IDs."""
-    return UploadReport(job_id=job.id, source=str(ids_path), ids=None, bytes=None,
-                        resumable=job.resumable, already_uploaded=True, seconds=0.0)
+    return UploadReport(
+        job_id=job.id,
+        source=str(ids_path),
+        ids=None,
+        bytes=None,
+        resumable=job.resumable,
+        already_uploaded=True,
+        seconds=0.0,
+    )
 
 
 class _XComplianceOperator(BaseOperator):
@@ -74,7 +80,9 @@ class _XComplianceOperator(BaseOperator):
 class _JobCreating(_XComplianceOperator):
     """Creating a job idempotently: a retried task finds the job its earlier try created."""
 
-    def __init__(self, *, job_type: str, job_name: str | None = None, resumable: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self, *, job_type: str, job_name: str | None = None, resumable: bool = True, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.job_type = job_type
         self.job_name = job_name
@@ -251,17 +259,23 @@ class XComplianceSubmitJobOperator(_JobCreating):
         return None
 
     def _wait_for(self, blocker: ComplianceJob) -> None:
-        self.log.info("Compliance job %s (%s) is %s; waiting for it to end", blocker.id, blocker.type, blocker.status)
+        self.log.info(
+            "Compliance job %s (%s) is %s; waiting for it to end", blocker.id, blocker.type, blocker.status
+        )
         if self.deferrable:  # raises TaskDeferred: the task resumes in execute_complete
             self.defer(
-                trigger=XComplianceJobTrigger(job_id=blocker.id, x_conn_id=self.x_conn_id, poll_interval=self.poll_interval),
+                trigger=XComplianceJobTrigger(
+                    job_id=blocker.id, x_conn_id=self.x_conn_id, poll_interval=self.poll_interval
+                ),
                 method_name="execute_complete",
                 timeout=self.wait_timeout,
             )
         deadline = time.monotonic() + self.wait_timeout.total_seconds()
         while (job := self.hook.get_job(blocker.id)).is_active:
             if time.monotonic() > deadline:
-                raise XComplianceError(f"Compliance job {blocker.id} was still active after {self.wait_timeout}")
+                raise XComplianceError(
+                    f"Compliance job {blocker.id} was still active after {self.wait_timeout}"
+                )
             # paced like the trigger: a created job is woken for when its upload window ends
             time.sleep(protocol.next_poll_delay(job, self.poll_interval, self.hook.last_rate_limit))
 
@@ -305,7 +319,10 @@ class XComplianceDownloadResultsOperator(_XComplianceOperator):
         self.job_type = summary["job_type"] or self.job_type
         self.log.info(
             "Results of job %s at %s: %s lines, by reason %s",
-            summary["job_id"], summary["path"], summary["lines"], summary["by_reason"],
+            summary["job_id"],
+            summary["path"],
+            summary["lines"],
+            summary["by_reason"],
         )
         context["outlet_events"][self.asset].extra = dict(summary)
         return summary

@@ -60,7 +60,9 @@ class XComplianceJobSensor(BaseSensorOperator):
             return self._finish(job.metadata())
         self.log.info("Compliance job %s is %s; deferring until it ends", job.id, job.status)
         self.defer(
-            trigger=XComplianceJobTrigger(job_id=job.id, x_conn_id=self.x_conn_id, poll_interval=self.poll_interval),
+            trigger=XComplianceJobTrigger(
+                job_id=job.id, x_conn_id=self.x_conn_id, poll_interval=self.poll_interval
+            ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout) if self.timeout is not None else None,
         )
@@ -89,5 +91,3 @@ class XComplianceJobSensor(BaseSensorOperator):
             raise AirflowFailException(message)
         self.log.info("Compliance job %s is complete", job.get("id"))
         return job
-
-

@@ -54,12 +54,16 @@ class XComplianceJobTrigger(BaseTrigger):
                 await asyncio.sleep(delay)
                 continue
             except (XComplianceError, ValueError) as error:
-                event = JobEvent(status="error", job=ComplianceJob(id=self.job_id).metadata(), message=str(error))
+                event = JobEvent(
+                    status="error", job=ComplianceJob(id=self.job_id).metadata(), message=str(error)
+                )
                 yield TriggerEvent(dict(event))
                 return
             if job.has_ended:
                 message = f"Compliance job {job.id} is {job.status}" + (f": {job.error}" if job.error else "")
-                yield TriggerEvent(dict(JobEvent(status=str(job.status), job=job.metadata(), message=message)))
+                yield TriggerEvent(
+                    dict(JobEvent(status=str(job.status), job=job.metadata(), message=message))
+                )
                 return
             delay = protocol.next_poll_delay(job, self.poll_interval, hook.last_rate_limit)
             self.log.info("Compliance job %s is %s; next check in %.0f s", job.id, job.status, delay)

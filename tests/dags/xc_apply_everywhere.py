@@ -31,28 +31,51 @@ with DAG("xc_apply_everywhere", schedule=None, catchup=False):
     }
     for conn_id in ("xc_sqlite", "xc_postgres"):
         tweets = XComplianceApplyToSqlOperator(
-            task_id=f"tweets_to_{conn_id}", conn_id=conn_id, job_type="tweets",
-            results_path=results("tweets"), job_id=job_id("tweets"),
-            table="tweets", geo_columns=("geo_lat", "geo_lon"), audit_table="xc_audit",
+            task_id=f"tweets_to_{conn_id}",
+            conn_id=conn_id,
+            job_type="tweets",
+            results_path=results("tweets"),
+            job_id=job_id("tweets"),
+            table="tweets",
+            geo_columns=("geo_lat", "geo_lon"),
+            audit_table="xc_audit",
             max_delete_fraction=0.5,
         )
         users = XComplianceApplyToSqlOperator(
-            task_id=f"users_to_{conn_id}", conn_id=conn_id, job_type="users",
-            results_path=results("users"), job_id=job_id("users"),
-            table="tweets", author_id_column="author_id", users_table="users", audit_table="xc_audit",
+            task_id=f"users_to_{conn_id}",
+            conn_id=conn_id,
+            job_type="users",
+            results_path=results("users"),
+            job_id=job_id("users"),
+            table="tweets",
+            author_id_column="author_id",
+            users_table="users",
+            audit_table="xc_audit",
             max_delete_fraction=0.5,
         )
         groups["tweets"] >> tweets
         groups["users"] >> users
         tweets >> users  # one writer at a time on a SQLite file
     tweets = XComplianceApplyToFilesOperator(
-        task_id="tweets_to_s3_jsonl", job_type="tweets", results_path=results("tweets"), job_id=job_id("tweets"),
-        data_path=DATASET, geo_fields=("geo",), partition_template="month={created_at:%Y-%m}",
-        audit_path=AUDIT, max_delete_fraction=0.5,
+        task_id="tweets_to_s3_jsonl",
+        job_type="tweets",
+        results_path=results("tweets"),
+        job_id=job_id("tweets"),
+        data_path=DATASET,
+        geo_fields=("geo",),
+        partition_template="month={created_at:%Y-%m}",
+        audit_path=AUDIT,
+        max_delete_fraction=0.5,
     )
     users = XComplianceApplyToFilesOperator(
-        task_id="users_to_s3_jsonl", job_type="users", results_path=results("users"), job_id=job_id("users"),
-        data_path=DATASET, author_id_field="author_id", audit_path=AUDIT, max_delete_fraction=0.5,
+        task_id="users_to_s3_jsonl",
+        job_type="users",
+        results_path=results("users"),
+        job_id=job_id("users"),
+        data_path=DATASET,
+        author_id_field="author_id",
+        audit_path=AUDIT,
+        max_delete_fraction=0.5,
     )
     groups["tweets"] >> tweets >> users
     groups["users"] >> users

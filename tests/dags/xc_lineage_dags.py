@@ -14,19 +14,33 @@ PARAMS = {"ids_path": "", "results_path": "", "data_path": "", "audit_path": ""}
 
 with DAG("xc_lineage", schedule=None, params=PARAMS, catchup=False):
     submit = XComplianceSubmitJobOperator(
-        task_id="submit", job_type="tweets", ids_path="{{ params.ids_path }}",
-        deferrable=False, poll_interval=1,
+        task_id="submit",
+        job_type="tweets",
+        ids_path="{{ params.ids_path }}",
+        deferrable=False,
+        poll_interval=1,
     )
     wait = XComplianceJobSensor(
-        task_id="wait", job_id=submit.output, poll_interval=1, deferrable=False, timeout=120,
+        task_id="wait",
+        job_id=submit.output,
+        poll_interval=1,
+        deferrable=False,
+        timeout=120,
     )
     download = XComplianceDownloadResultsOperator(
-        task_id="download", job_id=submit.output, results_path="{{ params.results_path }}", job_type="tweets",
+        task_id="download",
+        job_id=submit.output,
+        results_path="{{ params.results_path }}",
+        job_type="tweets",
     )
     apply = XComplianceApplyToFilesOperator(
-        task_id="apply_files", job_type="tweets",
-        results_path="{{ ti.xcom_pull(task_ids='download')['path'] }}", job_id=submit.output,
-        data_path="{{ params.data_path }}", geo_fields=["geo"],
-        audit_path="{{ params.audit_path }}", audit_ids="plain",
+        task_id="apply_files",
+        job_type="tweets",
+        results_path="{{ ti.xcom_pull(task_ids='download')['path'] }}",
+        job_id=submit.output,
+        data_path="{{ params.data_path }}",
+        geo_fields=["geo"],
+        audit_path="{{ params.audit_path }}",
+        audit_ids="plain",
     )
     submit >> wait >> download >> apply

@@ -31,8 +31,9 @@ def get_job(s: requests.Session, emu, job_id: str) -> dict:
     return r.json()["data"]
 
 
-def wait_status(s: requests.Session, emu, job_id: str, wanted=("complete", "failed"),
-                timeout: float = 15.0) -> dict:
+def wait_status(
+    s: requests.Session, emu, job_id: str, wanted=("complete", "failed"), timeout: float = 15.0
+) -> dict:
     deadline = time.monotonic() + timeout
     while True:
         job = get_job(s, emu, job_id)

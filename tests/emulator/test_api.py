@@ -13,8 +13,18 @@ import requests
 
 from .helpers import TIMESTAMP, api_session, create_job, get_job, query_params
 
-JOB_KEYS = ["id", "type", "name", "resumable", "status", "created_at", "upload_url",
-            "upload_expires_at", "download_url", "download_expires_at"]
+JOB_KEYS = [
+    "id",
+    "type",
+    "name",
+    "resumable",
+    "status",
+    "created_at",
+    "upload_url",
+    "upload_expires_at",
+    "download_url",
+    "download_expires_at",
+]
 
 
 def _epoch(ts: str) -> int:
@@ -95,19 +105,29 @@ def test_list_filters_type_and_status(emu):
     created = s.get(f"{emu.base_url}/2/compliance/jobs?type=tweets&status=created").json()
     assert [j["id"] for j in created["data"]] == [tweets["id"]]
     assert s.get(f"{emu.base_url}/2/compliance/jobs?type=tweets&status=complete").json() == {
-        "meta": {"result_count": 0}}
+        "meta": {"result_count": 0}
+    }
 
 
 @pytest.mark.parametrize("auth", [None, "Bearer wrong", "Basic ZW11bGF0b3I=", "emulator-token"])
-@pytest.mark.parametrize("method,path", [("POST", "/2/compliance/jobs"),
-                                         ("GET", "/2/compliance/jobs?type=tweets"),
-                                         ("GET", "/2/compliance/jobs/1")])
+@pytest.mark.parametrize(
+    "method,path",
+    [
+        ("POST", "/2/compliance/jobs"),
+        ("GET", "/2/compliance/jobs?type=tweets"),
+        ("GET", "/2/compliance/jobs/1"),
+    ],
+)
 def test_unauthorized(emu, auth, method, path):
     headers = {"Authorization": auth} if auth else {}
     r = requests.request(method, emu.base_url + path, headers=headers, json={"type": "tweets"})
     assert r.status_code == 401
-    assert r.json() == {"title": "Unauthorized", "type": "about:blank", "status": 401,
-                        "detail": "Unauthorized"}
+    assert r.json() == {
+        "title": "Unauthorized",
+        "type": "about:blank",
+        "status": 401,
+        "detail": "Unauthorized",
+    }
     assert r.headers["x-rate-limit-remaining"] == "150"  # not counted
     assert emu.jobs() == []
 
@@ -123,18 +143,21 @@ def _invalid(r) -> list[dict]:
     return body["errors"]
 
 
-@pytest.mark.parametrize("payload,param", [
-    ({"type": "tweets", "foo": 1}, "foo"),
-    ({"type": "videos"}, "type"),
-    ({}, "type"),
-    ({"name": "x"}, "type"),
-    ({"type": "tweets", "name": "n" * 65}, "name"),
-    ({"type": "tweets", "name": 7}, "name"),
-    ({"type": "tweets", "resumable": "yes"}, "resumable"),
-    ({"type": "tweets", "resumable": "true"}, "resumable"),
-    ({"type": "tweets", "resumable": 1}, "resumable"),
-    ({"type": "tweets", "resumable": None}, "resumable"),
-])
+@pytest.mark.parametrize(
+    "payload,param",
+    [
+        ({"type": "tweets", "foo": 1}, "foo"),
+        ({"type": "videos"}, "type"),
+        ({}, "type"),
+        ({"name": "x"}, "type"),
+        ({"type": "tweets", "name": "n" * 65}, "name"),
+        ({"type": "tweets", "name": 7}, "name"),
+        ({"type": "tweets", "resumable": "yes"}, "resumable"),
+        ({"type": "tweets", "resumable": "true"}, "resumable"),
+        ({"type": "tweets", "resumable": 1}, "resumable"),
+        ({"type": "tweets", "resumable": None}, "resumable"),
+    ],
+)
 def test_create_job_invalid(emu, payload, param):
     errors = _invalid(api_session(emu).post(f"{emu.base_url}/2/compliance/jobs", json=payload))
     assert any(param in e["parameters"] for e in errors), errors
@@ -143,8 +166,9 @@ def test_create_job_invalid(emu, payload, param):
 
 @pytest.mark.parametrize("raw", [b"", b"{not json", b"[]", b'"tweets"', b"\xff\xfe"])
 def test_create_job_bad_body(emu, raw):
-    r = api_session(emu).post(f"{emu.base_url}/2/compliance/jobs", data=raw,
-                              headers={"Content-Type": "application/json"})
+    r = api_session(emu).post(
+        f"{emu.base_url}/2/compliance/jobs", data=raw, headers={"Content-Type": "application/json"}
+    )
     _invalid(r)
 
 
@@ -153,11 +177,18 @@ def test_create_job_name_of_64_characters_is_fine(emu):
     assert job["name"] == "n" * 64
 
 
-@pytest.mark.parametrize("query,param", [
-    ("", "type"), ("type=", "type"), ("type=videos", "type"),
-    ("type=tweets&status=expired", "status"), ("type=tweets&status=done", "status"),
-    ("type=tweets&foo=bar", "foo"), ("type=tweets&type=users", "type"),
-])
+@pytest.mark.parametrize(
+    "query,param",
+    [
+        ("", "type"),
+        ("type=", "type"),
+        ("type=videos", "type"),
+        ("type=tweets&status=expired", "status"),
+        ("type=tweets&status=done", "status"),
+        ("type=tweets&foo=bar", "foo"),
+        ("type=tweets&type=users", "type"),
+    ],
+)
 def test_list_invalid(emu, query, param):
     errors = _invalid(api_session(emu).get(f"{emu.base_url}/2/compliance/jobs?{query}"))
     assert any(param in e["parameters"] for e in errors), errors
@@ -172,9 +203,12 @@ def test_get_job_invalid_id(emu, job_id):
 NOT_FOUND_PROBLEM = {
     "value": "1446017776678801409",
     "detail": "Could not find compliance job with id: [1446017776678801409].",
-    "title": "Not Found Error", "resource_type": "compliance_job", "parameter": "id",
+    "title": "Not Found Error",
+    "resource_type": "compliance_job",
+    "parameter": "id",
     "resource_id": "1446017776678801409",
-    "type": "https://api.x.com/2/problems/resource-not-found"}
+    "type": "https://api.x.com/2/problems/resource-not-found",
+}
 
 
 def test_get_job_not_found_is_200_with_errors(emu):
@@ -208,12 +242,17 @@ def test_get_job_found(emu):
     assert emu.job("1") is None
 
 
-CONFLICT = {"type": "https://api.x.com/2/problems/conflict", "title": "Conflict",
-            "detail": "You cannot create a new job if one is already in progress", "status": 409}
+CONFLICT = {
+    "type": "https://api.x.com/2/problems/conflict",
+    "title": "Conflict",
+    "detail": "You cannot create a new job if one is already in progress",
+    "status": 409,
+}
 
 
-@pytest.mark.parametrize("mode,second_same,second_other", [
-    ("per_type", 409, 200), ("global", 409, 409), ("none", 200, 200)])
+@pytest.mark.parametrize(
+    "mode,second_same,second_other", [("per_type", 409, 200), ("global", 409, 409), ("none", 200, 200)]
+)
 def test_one_active_job_rule(make_emulator, mode, second_same, second_other):
     emu = make_emulator(one_active_job=mode)
     s = api_session(emu)
@@ -252,8 +291,12 @@ def test_rate_limit_per_endpoint(make_emulator):
     assert time.time() + 890 < int(reset) < time.time() + 902
     r = s.get(url)
     assert r.status_code == 429
-    assert r.json() == {"title": "Too Many Requests", "detail": "Too Many Requests",
-                        "type": "about:blank", "status": 429}
+    assert r.json() == {
+        "title": "Too Many Requests",
+        "detail": "Too Many Requests",
+        "type": "about:blank",
+        "status": 429,
+    }
     assert r.headers["x-rate-limit-remaining"] == "0"
     assert r.headers["x-rate-limit-limit"] == "3"
     assert r.headers["x-rate-limit-reset"] == reset
@@ -263,8 +306,10 @@ def test_rate_limit_per_endpoint(make_emulator):
     assert listed.status_code == 200
     assert listed.headers["x-rate-limit-limit"] == "5"
     assert listed.headers["x-rate-limit-remaining"] == "4"
-    assert s.post(f"{emu.base_url}/2/compliance/jobs", json={"type": "users"}).headers[
-        "x-rate-limit-remaining"] == "148"
+    assert (
+        s.post(f"{emu.base_url}/2/compliance/jobs", json={"type": "users"}).headers["x-rate-limit-remaining"]
+        == "148"
+    )
 
 
 def test_rate_limit_window_resets(make_emulator):
@@ -289,8 +334,7 @@ def test_download_window_drops_jobs(make_emulator):
     gone = s.get(f"{emu.base_url}/2/compliance/jobs/{job['id']}")
     assert gone.status_code == 200 and "data" not in gone.json()
     assert gone.json()["errors"][0]["resource_id"] == job["id"]
-    assert s.get(f"{emu.base_url}/2/compliance/jobs?type=tweets").json() == {
-        "meta": {"result_count": 0}}
+    assert s.get(f"{emu.base_url}/2/compliance/jobs?type=tweets").json() == {"meta": {"result_count": 0}}
     assert emu.jobs() == []
 
 

@@ -40,7 +40,10 @@ def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> tuple[int, str]:
 def _start_cli(*args: str) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "airflow_provider_xcompliance.emulator", *args],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     lines: queue.Queue = queue.Queue()
@@ -49,16 +52,30 @@ def _start_cli(*args: str) -> tuple[subprocess.Popen, str]:
         line = lines.get(timeout=60)
     except queue.Empty:
         proc.kill()
-        raise AssertionError("the emulator printed nothing")
+        raise AssertionError("the emulator printed nothing") from None
     return proc, line
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_cli_serve(tmp_path, sig):
-    proc, line = _start_cli("--port", "0", "--token", "cli-token", "--speed", "1000",
-                            "--processing-seconds", "10", "--data-dir", str(tmp_path / "data"),
-                            "--fault", "get_job:status:503x1", "--rate-limit", "get_job=7",
-                            "--log-level", "WARNING")
+    proc, line = _start_cli(
+        "--port",
+        "0",
+        "--token",
+        "cli-token",
+        "--speed",
+        "1000",
+        "--processing-seconds",
+        "10",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--fault",
+        "get_job:status:503x1",
+        "--rate-limit",
+        "get_job=7",
+        "--log-level",
+        "WARNING",
+    )
     try:
         assert line.startswith("X compliance emulator listening on http://127.0.0.1:")
         base = line.strip().rsplit(" ", 1)[1]
@@ -80,9 +97,18 @@ def test_cli_serve(tmp_path, sig):
 
 def test_cli_explicit_serve_and_bad_fault():
     proc = subprocess.run(
-        [sys.executable, "-m", "airflow_provider_xcompliance.emulator", "serve", "--fault",
-         "nowhere:status:500"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "airflow_provider_xcompliance.emulator",
+            "serve",
+            "--fault",
+            "nowhere:status:500",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert proc.returncode == 2
@@ -91,8 +117,24 @@ def test_cli_explicit_serve_and_bad_fault():
 
 def test_cli_generate(tmp_path, capsys):
     ids, truth = tmp_path / "ids.txt", tmp_path / "truth.csv"
-    assert main(["generate", "--count", "2000", "--type", "users", "--ids", str(ids),
-                 "--truth", str(truth), "--seed", "5"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--count",
+                "2000",
+                "--type",
+                "users",
+                "--ids",
+                str(ids),
+                "--truth",
+                str(truth),
+                "--seed",
+                "5",
+            ]
+        )
+        == 0
+    )
     counts = json.loads(capsys.readouterr().out)
     assert counts["ids"] == 2000
     assert len(ids.read_text().splitlines()) == 2000
@@ -140,8 +182,9 @@ def test_generate_dataset_users(tmp_path):
 def test_generated_dataset_end_to_end(make_emulator, tmp_path):
     ids, truth = tmp_path / "ids.txt", tmp_path / "truth.csv"
     counts = generate_dataset(30_000, "tweets", ids, truth, seed=9)
-    emu: XComplianceEmulator = make_emulator(speed=1000, ground_truth=truth,
-                                             upload_window_seconds=100_000, processing_seconds=10)
+    emu: XComplianceEmulator = make_emulator(
+        speed=1000, ground_truth=truth, upload_window_seconds=100_000, processing_seconds=10
+    )
     s = api_session(emu)
     job = create_job(s, emu)
     with open(ids, "rb") as f:
@@ -155,13 +198,23 @@ def test_generated_dataset_end_to_end(make_emulator, tmp_path):
     assert by_reason == counts["by_reason"]
 
 
-
-
 def test_cli_new_switches(tmp_path):
-    proc, line = _start_cli("--faults", "all", "--unknown-job-status", "404",
-                            "--estimated-completion", "--processing-seconds", "600",
-                            "--no-sessions-outlive-upload-window", "--pickup-seconds", "0",
-                            "--fault", "get_job:usage_cap", "--log-level", "WARNING")
+    proc, line = _start_cli(
+        "--faults",
+        "all",
+        "--unknown-job-status",
+        "404",
+        "--estimated-completion",
+        "--processing-seconds",
+        "600",
+        "--no-sessions-outlive-upload-window",
+        "--pickup-seconds",
+        "0",
+        "--fault",
+        "get_job:usage_cap",
+        "--log-level",
+        "WARNING",
+    )
     try:
         base = line.strip().rsplit(" ", 1)[1]
         s = requests.Session()
@@ -188,13 +241,18 @@ def test_cli_usage_capped_and_defaults():
     proc, line = _start_cli("--usage-capped", "--log-level", "WARNING")
     try:
         base = line.strip().rsplit(" ", 1)[1]
-        r = requests.get(f"{base}/2/compliance/jobs?type=tweets",
-                         headers={"Authorization": "Bearer emulator-token"})
+        r = requests.get(
+            f"{base}/2/compliance/jobs?type=tweets", headers={"Authorization": "Bearer emulator-token"}
+        )
         assert r.status_code == 429
-        assert r.json() == {"title": "UsageCapExceeded",
-                            "detail": "Usage cap exceeded: Monthly product cap",
-                            "type": "https://api.x.com/2/problems/usage-capped",
-                            "period": "Monthly", "scope": "Product", "status": 429}
+        assert r.json() == {
+            "title": "UsageCapExceeded",
+            "detail": "Usage cap exceeded: Monthly product cap",
+            "type": "https://api.x.com/2/problems/usage-capped",
+            "period": "Monthly",
+            "scope": "Product",
+            "status": 429,
+        }
     finally:
         code, stderr = _stop(proc)
     assert code == 0, stderr
@@ -202,6 +260,7 @@ def test_cli_usage_capped_and_defaults():
 
 def test_cli_parser_defaults():
     from airflow_provider_xcompliance.emulator.__main__ import build_parser
+
     args = build_parser().parse_args(["serve"])
     assert args.estimated_completion is False
     assert args.sessions_outlive_upload_window is True

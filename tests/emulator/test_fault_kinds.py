@@ -23,8 +23,9 @@ def _blob(count: int) -> bytes:
 
 
 def _chunk(session, data, first, total="*"):
-    return requests.put(session, data=data,
-                        headers={"Content-Range": f"bytes {first}-{first + len(data) - 1}/{total}"})
+    return requests.put(
+        session, data=data, headers={"Content-Range": f"bytes {first}-{first + len(data) - 1}/{total}"}
+    )
 
 
 def _query(session, total="*"):
@@ -42,8 +43,9 @@ def _complete_job(emu, s, ids):
     return wait_status(s, emu, job["id"])
 
 
-@pytest.mark.parametrize("status,code", [(408, "RequestTimeout"), (429, "TooManyRequests"),
-                                         (503, "ServiceUnavailable")])
+@pytest.mark.parametrize(
+    "status,code", [(408, "RequestTimeout"), (429, "TooManyRequests"), (503, "ServiceUnavailable")]
+)
 def test_status_faults_on_every_signed_url_request(emu, status, code):
     s = api_session(emu)
     simple = create_job(s, emu, "tweets")
@@ -81,15 +83,15 @@ def test_partial_chunk_keeps_fewer_whole_units(emu):
     assert r.status_code == 308 and "Range" not in r.headers  # the only unit was dropped
     assert emu.pending_faults() == []
     emu.inject_fault("upload_session", "partial_chunk")
-    r = _chunk(session, data[:3 * UNIT], 0, total)
+    r = _chunk(session, data[: 3 * UNIT], 0, total)
     assert _stored(r) == 2 * UNIT  # one unit fewer than sent
     assert _stored(_query(session, total)) == 2 * UNIT
     # the emulator really keeps only those bytes: a chunk after the reported offset is refused
-    r = _chunk(session, data[3 * UNIT:4 * UNIT], 3 * UNIT, total)
+    r = _chunk(session, data[3 * UNIT : 4 * UNIT], 3 * UNIT, total)
     assert r.status_code == 400 and "only 524288 bytes are stored" in xml_error(r)["Details"]
     # the final chunk is never cut: the fault waits for a non-final one
     emu.inject_fault("upload_session", "partial_chunk")
-    r = _chunk(session, data[2 * UNIT:], 2 * UNIT, total)
+    r = _chunk(session, data[2 * UNIT :], 2 * UNIT, total)
     assert r.status_code == 200
     assert len(emu.pending_faults()) == 1
     emu.clear_faults()
@@ -104,7 +106,7 @@ def test_partial_chunk_of_an_unaligned_overlap(emu):
     session = requests.post(job["upload_url"], headers=START).headers["Location"]
     assert _stored(_chunk(session, data[:UNIT], 0)) == UNIT
     emu.inject_fault("upload_session", "partial_chunk")
-    r = _chunk(session, data[1000:1000 + 2 * UNIT], 1000)  # ends at 2 units + 1000
+    r = _chunk(session, data[1000 : 1000 + 2 * UNIT], 1000)  # ends at 2 units + 1000
     assert _stored(r) == 2 * UNIT  # the partial unit is gone, the rest is whole units
     assert emu.submission_path(job["id"]).exists() is False
 
@@ -126,7 +128,8 @@ def test_lose_final_answer(emu):
     assert _query(session, "*").status_code == 200
     done = wait_status(s, emu, job["id"])
     assert jsonl(requests.get(done["download_url"]).text) == list(
-        expected_results(tweet_ids(20_000), "tweets"))
+        expected_results(tweet_ids(20_000), "tweets")
+    )
 
 
 def test_lose_final_answer_on_a_finalizing_query(emu):
@@ -156,24 +159,40 @@ def test_no_such_key_after_completion(emu):
         error = xml_error(r)
         assert error["Code"] == "NoSuchKey"
         assert error["Message"] == "The specified key does not exist."
-        assert error["Details"].startswith("No such object: twttr-tweet-compliance/"
-                                           f"{done['id']}/delivery/")
+        assert error["Details"].startswith(f"No such object: twttr-tweet-compliance/{done['id']}/delivery/")
     r = requests.get(done["download_url"])
     assert r.status_code == 200 and jsonl(r.text)[0]["id"] == "1400000000000000015"
 
 
 def test_parse_new_fault_specs():
     assert parse_fault_spec("upload_session:partial_chunk") == {
-        "endpoint": "upload_session", "kind": "partial_chunk"}
+        "endpoint": "upload_session",
+        "kind": "partial_chunk",
+    }
     assert parse_fault_spec("upload_session:lose_final_answerx2") == {
-        "endpoint": "upload_session", "kind": "lose_final_answer", "times": 2}
+        "endpoint": "upload_session",
+        "kind": "lose_final_answer",
+        "times": 2,
+    }
     assert parse_fault_spec("download:no_such_keyx3") == {
-        "endpoint": "download", "kind": "no_such_key", "times": 3}
+        "endpoint": "download",
+        "kind": "no_such_key",
+        "times": 3,
+    }
     assert parse_fault_spec("get_job:usage_cap") == {"endpoint": "get_job", "kind": "usage_cap"}
     assert parse_fault_spec("download:status:408x2") == {
-        "endpoint": "download", "kind": "status", "status": 408, "times": 2}
-    for bad in ("download:partial_chunk", "upload:lose_final_answer", "get_job:no_such_key",
-                "upload:usage_cap", "download:no_such_key:3"):
+        "endpoint": "download",
+        "kind": "status",
+        "status": 408,
+        "times": 2,
+    }
+    for bad in (
+        "download:partial_chunk",
+        "upload:lose_final_answer",
+        "get_job:no_such_key",
+        "upload:usage_cap",
+        "download:no_such_key:3",
+    ):
         with pytest.raises(ValueError):
             parse_fault_spec(bad)
 
@@ -184,6 +203,7 @@ def test_fault_profile_validation(make_emulator):
 
 
 # -- the "all" profile, against a correct client ----------------------------------------------
+
 
 def _retrying(call, attempts: int = 12):
     """Retry 408, 429, 5xx and dropped connections with (tiny) exponential backoff."""
@@ -236,7 +256,7 @@ def _resumable_upload(url, data, chunk=2 * UNIT):
 def _download(s, emu, job_id, no_such_key_retries=3):
     for _ in range(no_such_key_retries + 1):
         job = _get_job(s, emu, job_id)  # a fresh URL each time
-        r = _retrying(lambda: requests.get(job["download_url"]))
+        r = _retrying(lambda url=job["download_url"]: requests.get(url))
         if r.status_code == 404 and xml_error(r)["Code"] == "NoSuchKey":
             time.sleep(0.01)
             continue
@@ -250,8 +270,7 @@ def _statuses(emu, endpoint):
 
 
 def test_all_profile_simple_upload_and_download(make_emulator):
-    emu = make_emulator(speed=1000, processing_seconds=20, upload_window_seconds=600_000,
-                        fault_profile="all")
+    emu = make_emulator(speed=1000, processing_seconds=20, upload_window_seconds=600_000, fault_profile="all")
     assert emu.fault_profile == "all"
     s = api_session(emu)
     ids = tweet_ids(50_000)
@@ -273,20 +292,33 @@ def test_all_profile_simple_upload_and_download(make_emulator):
 
 
 def test_all_profile_resumable_upload(make_emulator):
-    emu = make_emulator(speed=1000, processing_seconds=20, upload_window_seconds=600_000,
-                        fault_profile="all")
+    emu = make_emulator(speed=1000, processing_seconds=20, upload_window_seconds=600_000, fault_profile="all")
     s = api_session(emu)
     job = create_job(s, emu, resumable=True)
     data = _blob(75_000)[:1_500_000]
-    data = data[:data.rfind(b"\n") + 1]
+    data = data[: data.rfind(b"\n") + 1]
     _resumable_upload(job["upload_url"], data)
     assert emu.submission_path(job["id"]).read_bytes() == data
     assert _statuses(emu, "upload") == [408, 201]
     # 1 chunk0 408 | 2 query 308 | 3 chunk0 partial 308 | 4 chunk 429 | 5 query 308
     # 6 chunk 308 | 7 chunk 503 | 8 query 308 | 9 chunk 308 | 10 final chunk dropped
     # 11 query 308 | 12 final chunk stored, answer lost | 13 query 408 | 14 query 200
-    assert _statuses(emu, "upload_session") == [408, 308, 308, 429, 308, 308, 503, 308, 308,
-                                                0, 308, 0, 408, 200]
+    assert _statuses(emu, "upload_session") == [
+        408,
+        308,
+        308,
+        429,
+        308,
+        308,
+        503,
+        308,
+        308,
+        0,
+        308,
+        0,
+        408,
+        200,
+    ]
     done = _wait(s, emu, job["id"])
     assert done["status"] == "complete"
     got = _download(s, emu, job["id"])

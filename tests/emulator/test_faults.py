@@ -20,13 +20,20 @@ def test_status_fault_on_get_job_times(emu):
     url = f"{emu.base_url}/2/compliance/jobs/{job['id']}"
     first, second, third = s.get(url), s.get(url), s.get(url)
     assert (first.status_code, second.status_code, third.status_code) == (503, 503, 200)
-    assert first.json() == {"title": "Service Unavailable", "detail": "Service Unavailable",
-                            "type": "about:blank", "status": 503}
+    assert first.json() == {
+        "title": "Service Unavailable",
+        "detail": "Service Unavailable",
+        "type": "about:blank",
+        "status": 503,
+    }
     assert first.headers["Content-Type"] == "application/json; charset=utf-8"
     assert "x-rate-limit-reset" in first.headers
     assert third.json()["data"]["id"] == job["id"]
     assert [e for e in emu.request_log if e[1] == "get_job"] == [
-        ("GET", "get_job", 503), ("GET", "get_job", 503), ("GET", "get_job", 200)]
+        ("GET", "get_job", 503),
+        ("GET", "get_job", 503),
+        ("GET", "get_job", 200),
+    ]
     assert emu.pending_faults() == []
 
 
@@ -36,8 +43,12 @@ def test_429_fault_has_rate_limit_headers(emu):
     before = time.time()
     r = s.get(f"{emu.base_url}/2/compliance/jobs?type=tweets")
     assert r.status_code == 429
-    assert r.json() == {"title": "Too Many Requests", "detail": "Too Many Requests",
-                        "type": "about:blank", "status": 429}
+    assert r.json() == {
+        "title": "Too Many Requests",
+        "detail": "Too Many Requests",
+        "type": "about:blank",
+        "status": 429,
+    }
     assert r.headers["x-rate-limit-remaining"] == "0"
     assert r.headers["x-rate-limit-limit"] == "150"
     assert before < int(r.headers["x-rate-limit-reset"]) <= before + 3
@@ -99,8 +110,9 @@ def test_upload_session_fault_spares_the_start(emu):
     s = api_session(emu)
     job = create_job(s, emu, resumable=True)
     emu.inject_fault("upload_session", kind="status", status=500)
-    start = requests.post(job["upload_url"], headers={"Content-Type": "text/plain",
-                                                      "x-goog-resumable": "start"})
+    start = requests.post(
+        job["upload_url"], headers={"Content-Type": "text/plain", "x-goog-resumable": "start"}
+    )
     assert start.status_code == 201
     session = start.headers["Location"]
     r = requests.put(session, data=b"1\n", headers={"Content-Range": "bytes 0-1/2"})
@@ -120,20 +132,23 @@ def test_truncated_download_then_range_resume(emu):
     assert len(full) > 3000
     emu.inject_fault("download", kind="drop", after_bytes=2000)
     got = bytearray()
-    with pytest.raises(urllib3.exceptions.ProtocolError):  # IncompleteRead
-        with requests.get(done["download_url"], headers=gz, stream=True) as r:
-            assert r.status_code == 200
-            for piece in r.raw.stream(1024, decode_content=False):
-                got += piece
-    assert 0 < len(got) <= 2000 and bytes(got) == full[:len(got)]
-    with requests.get(done["download_url"], stream=True,
-                      headers={**gz, "Range": f"bytes={len(got)}-"}) as rest:
+    with (
+        pytest.raises(urllib3.exceptions.ProtocolError),  # IncompleteRead
+        requests.get(done["download_url"], headers=gz, stream=True) as r,
+    ):
+        assert r.status_code == 200
+        for piece in r.raw.stream(1024, decode_content=False):
+            got += piece
+    assert 0 < len(got) <= 2000 and bytes(got) == full[: len(got)]
+    with requests.get(
+        done["download_url"], stream=True, headers={**gz, "Range": f"bytes={len(got)}-"}
+    ) as rest:
         assert rest.status_code == 206
         assert bytes(got) + rest.raw.read(decode_content=False) == full
     # a transcoded (decompressed, chunked) download cut short
     emu.inject_fault("download", kind="drop", after_bytes=2000)
     with pytest.raises(requests.exceptions.ChunkedEncodingError):
-        requests.get(done["download_url"], headers={"Accept-Encoding": "identity"}).content
+        _ = requests.get(done["download_url"], headers={"Accept-Encoding": "identity"}).content
 
 
 def test_download_status_and_drop_faults(emu):
@@ -159,14 +174,17 @@ def test_clear_faults(emu):
     assert s.get(f"{emu.base_url}/2/compliance/jobs?type=tweets").status_code == 200
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"endpoint": "nowhere", "kind": "status", "status": 500},
-    {"endpoint": "get_job", "kind": "explode"},
-    {"endpoint": "get_job", "kind": "status"},
-    {"endpoint": "get_job", "kind": "status", "status": 200},
-    {"endpoint": "get_job", "kind": "delay"},
-    {"endpoint": "get_job", "kind": "drop", "times": 0},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"endpoint": "nowhere", "kind": "status", "status": 500},
+        {"endpoint": "get_job", "kind": "explode"},
+        {"endpoint": "get_job", "kind": "status"},
+        {"endpoint": "get_job", "kind": "status", "status": 200},
+        {"endpoint": "get_job", "kind": "delay"},
+        {"endpoint": "get_job", "kind": "drop", "times": 0},
+    ],
+)
 def test_inject_fault_validation(emu, kwargs):
     kwargs = dict(kwargs)
     endpoint = kwargs.pop("endpoint")
@@ -177,13 +195,29 @@ def test_inject_fault_validation(emu, kwargs):
 
 def test_parse_fault_spec():
     assert parse_fault_spec("get_job:status:503x2") == {
-        "endpoint": "get_job", "kind": "status", "status": 503, "times": 2}
+        "endpoint": "get_job",
+        "kind": "status",
+        "status": 503,
+        "times": 2,
+    }
     assert parse_fault_spec("upload:drop:300000") == {
-        "endpoint": "upload", "kind": "drop", "after_bytes": 300000}
+        "endpoint": "upload",
+        "kind": "drop",
+        "after_bytes": 300000,
+    }
     assert parse_fault_spec("create_job:delay:2.5") == {
-        "endpoint": "create_job", "kind": "delay", "seconds": 2.5}
+        "endpoint": "create_job",
+        "kind": "delay",
+        "seconds": 2.5,
+    }
     assert parse_fault_spec("download:drop") == {"endpoint": "download", "kind": "drop"}
-    for bad in ("get_job", "get_job:status", "get_job:status:abc", "x:status:503",
-                "upload:drop:1.5", "get_job:status:503x"):
+    for bad in (
+        "get_job",
+        "get_job:status",
+        "get_job:status:abc",
+        "x:status:503",
+        "upload:drop:1.5",
+        "get_job:status:503x",
+    ):
         with pytest.raises(ValueError):
             parse_fault_spec(bad)

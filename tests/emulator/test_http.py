@@ -12,10 +12,8 @@ import pytest
 import requests
 
 from airflow_provider_xcompliance.emulator import XComplianceEmulator
-from airflow_provider_xcompliance.emulator.httpio import (BodyError, BodyReader, IncompleteBody,
-                                                          accepts_gzip)
-from airflow_provider_xcompliance.emulator.signing import (SignatureExpired, SignatureMismatch,
-                                                           UrlSigner)
+from airflow_provider_xcompliance.emulator.httpio import BodyError, BodyReader, IncompleteBody, accepts_gzip
+from airflow_provider_xcompliance.emulator.signing import SignatureExpired, SignatureMismatch, UrlSigner
 
 from .helpers import api_session, create_job, get_job, put_ids, wait_status
 
@@ -37,7 +35,7 @@ def _exchange(emu, raw: bytes, read_until_close: bool = False) -> bytes:
                 if not more:
                     break
                 data += more
-        except socket.timeout:
+        except TimeoutError:
             pass
         return data
 
@@ -59,26 +57,29 @@ def test_chunked_upload_with_extensions_and_trailers(emu):
     s = api_session(emu)
     job = create_job(s, emu)
     host, target = _upload_target(emu, job)
-    body = (b"5;name=value\r\n1\n22\n\r\n"
-            b"A\r\n333\n4444\n5\r\n"
-            b"0\r\nX-Trailer: yes\r\n\r\n")
-    raw = (f"PUT {target} HTTP/1.1\r\nHost: {host}\r\nContent-Type: text/plain\r\n"
-           "x-amz-decoded-content-length: 15\r\n"
-           "Transfer-Encoding: chunked\r\n\r\n").encode() + body
+    body = b"5;name=value\r\n1\n22\n\r\nA\r\n333\n4444\n5\r\n0\r\nX-Trailer: yes\r\n\r\n"
+    raw = (
+        f"PUT {target} HTTP/1.1\r\nHost: {host}\r\nContent-Type: text/plain\r\n"
+        "x-amz-decoded-content-length: 15\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+    ).encode() + body
     answer = _exchange(emu, raw)
     assert answer.startswith(b"HTTP/1.1 200 ")
     assert emu.submission_path(job["id"]).read_bytes() == b"1\n22\n333\n4444\n5"
 
 
-@pytest.mark.parametrize("body", [b"zz\r\n1\r\n0\r\n\r\n", b"3\r\n1\n2XX0\r\n\r\n",
-                                  b"+3\r\n1\n2\r\n0\r\n\r\n"])
+@pytest.mark.parametrize(
+    "body", [b"zz\r\n1\r\n0\r\n\r\n", b"3\r\n1\n2XX0\r\n\r\n", b"+3\r\n1\n2\r\n0\r\n\r\n"]
+)
 def test_malformed_chunked_upload_is_refused(emu, body):
     s = api_session(emu)
     job = create_job(s, emu)
     host, target = _upload_target(emu, job)
-    raw = (f"PUT {target} HTTP/1.1\r\nHost: {host}\r\nContent-Type: text/plain\r\n"
-           "x-amz-decoded-content-length: 3\r\n"
-           "Transfer-Encoding: chunked\r\n\r\n").encode() + body
+    raw = (
+        f"PUT {target} HTTP/1.1\r\nHost: {host}\r\nContent-Type: text/plain\r\n"
+        "x-amz-decoded-content-length: 3\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+    ).encode() + body
     answer = _exchange(emu, raw, read_until_close=True)
     assert answer.startswith(b"HTTP/1.1 400 ")
     assert b"Connection: close" in answer
@@ -86,18 +87,23 @@ def test_malformed_chunked_upload_is_refused(emu, body):
 
 
 def test_unsupported_transfer_encoding(emu):
-    raw = (b"POST /2/compliance/jobs HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n"
-           b"Authorization: Bearer emulator-token\r\n\r\n")
+    raw = (
+        b"POST /2/compliance/jobs HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n"
+        b"Authorization: Bearer emulator-token\r\n\r\n"
+    )
     answer = _exchange(emu, raw, read_until_close=True)
     assert answer.startswith(b"HTTP/1.1 400 ")
     assert b"invalid-request" in answer
 
 
 def test_two_requests_pipelined_on_one_connection(emu):
-    one = (f"GET /2/compliance/jobs?type=tweets HTTP/1.1\r\nHost: x\r\n"
-           f"Authorization: Bearer {emu.token}\r\n\r\n").encode()
-    two = (f"GET /2/compliance/jobs?type=users HTTP/1.1\r\nHost: x\r\n"
-           f"Authorization: Bearer {emu.token}\r\nConnection: close\r\n\r\n").encode()
+    one = (
+        f"GET /2/compliance/jobs?type=tweets HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {emu.token}\r\n\r\n"
+    ).encode()
+    two = (
+        f"GET /2/compliance/jobs?type=users HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {emu.token}\r\nConnection: close\r\n\r\n"
+    ).encode()
     answer = _exchange(emu, one + two, read_until_close=True)
     assert answer.count(b"HTTP/1.1 200 ") == 2
     assert answer.count(b'{"meta":{"result_count":0}}') == 2
@@ -146,8 +152,13 @@ def test_temporary_data_dir_is_removed():
 
 
 def test_constructor_validation():
-    for kwargs in ({"speed": 0}, {"one_active_job": "some"}, {"rate_limit": {"upload": 3}},
-                   {"upload_window_seconds": 0}, {"token": ""}):
+    for kwargs in (
+        {"speed": 0},
+        {"one_active_job": "some"},
+        {"rate_limit": {"upload": 3}},
+        {"upload_window_seconds": 0},
+        {"token": ""},
+    ):
         with pytest.raises(ValueError):
             XComplianceEmulator(**kwargs)
 
@@ -185,14 +196,16 @@ def test_signer_units():
     signer = UrlSigner(b"k" * 32, "127.0.0.1:1")
     query = signer.sign("PUT", "/b/1/submission/2_1", 1_633_592_478, 900, {"content-type": "text/plain"})
     headers = {"host": "127.0.0.1:1", "content-type": "text/plain"}
-    assert signer.verify("PUT", "/b/1/submission/2_1", query, headers.get, 1_633_592_478 + 900) == \
-        1_633_592_478 + 900
+    assert (
+        signer.verify("PUT", "/b/1/submission/2_1", query, headers.get, 1_633_592_478 + 900)
+        == 1_633_592_478 + 900
+    )
     with pytest.raises(SignatureExpired) as info:
         signer.verify("PUT", "/b/1/submission/2_1", query, headers.get, 1_633_592_478 + 901)
     assert info.value.expired_at == 1_633_592_478 + 900
     with pytest.raises(SignatureMismatch):
-        UrlSigner(b"x" * 32, "127.0.0.1:1").verify("PUT", "/b/1/submission/2_1", query,
-                                                   headers.get, 1_633_592_478)
+        UrlSigner(b"x" * 32, "127.0.0.1:1").verify(
+            "PUT", "/b/1/submission/2_1", query, headers.get, 1_633_592_478
+        )
     with pytest.raises(SignatureMismatch):
-        signer.verify("PUT", "/b/1/submission/2_1", query + "&X-Goog-Date=x", headers.get,
-                      1_633_592_478)
+        signer.verify("PUT", "/b/1/submission/2_1", query + "&X-Goog-Date=x", headers.get, 1_633_592_478)

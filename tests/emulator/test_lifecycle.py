@@ -7,14 +7,25 @@ import time
 
 import requests
 
-from .helpers import (TIMESTAMP, api_session, create_job, get_job, jsonl, put_ids,
-                      query_params, tweet_ids, wait_status, xml_error)
+from .helpers import (
+    TIMESTAMP,
+    api_session,
+    create_job,
+    get_job,
+    jsonl,
+    put_ids,
+    query_params,
+    tweet_ids,
+    wait_status,
+    xml_error,
+)
 
 
 def test_created_in_progress_complete(make_emulator):
     # processing lasts 100 emulated seconds = 0.5 real seconds
-    emu = make_emulator(speed=200, processing_seconds=100, upload_window_seconds=100_000,
-                        estimated_completion=True)  # the pre-release API's field
+    emu = make_emulator(
+        speed=200, processing_seconds=100, upload_window_seconds=100_000, estimated_completion=True
+    )  # the pre-release API's field
     s = api_session(emu)
     job = create_job(s, emu)
     r = put_ids(job["upload_url"], "\n".join(tweet_ids(100)))
@@ -53,8 +64,9 @@ def test_expired_after_upload_window(make_emulator):
     job = create_job(s, emu)
     assert get_job(s, emu, job["id"])["status"] == "created"
     params = query_params(job["upload_url"])
-    signed_until = calendar.timegm(time.strptime(params["X-Goog-Date"], "%Y%m%dT%H%M%SZ")) \
-        + int(params["X-Goog-Expires"])
+    signed_until = calendar.timegm(time.strptime(params["X-Goog-Date"], "%Y%m%dT%H%M%SZ")) + int(
+        params["X-Goog-Expires"]
+    )
     time.sleep(1.0)
     expired = get_job(s, emu, job["id"])
     assert expired["status"] == "expired"
@@ -67,9 +79,12 @@ def test_expired_after_upload_window(make_emulator):
     r = put_ids(job["upload_url"], "1\n")
     assert r.status_code == 400
     error = xml_error(r)
-    assert error == {"Code": "ExpiredToken", "Message": "The provided token has expired.",
-                     "Details": "Request signature expired at: " + time.strftime(
-                         "%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(signed_until))}
+    assert error == {
+        "Code": "ExpiredToken",
+        "Message": "The provided token has expired.",
+        "Details": "Request signature expired at: "
+        + time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(signed_until)),
+    }
     assert get_job(s, emu, job["id"])["status"] == "expired"
     listed = s.get(f"{emu.base_url}/2/compliance/jobs?type=tweets").json()
     assert listed["data"][0]["status"] == "expired"
@@ -78,7 +93,9 @@ def test_expired_after_upload_window(make_emulator):
 def test_failed_on_invalid_content(emu):
     s = api_session(emu)
     job = create_job(s, emu)
-    assert put_ids(job["upload_url"], "1265324480517361664\n1263926741774581761\nabc\n42\n").status_code == 200
+    assert (
+        put_ids(job["upload_url"], "1265324480517361664\n1263926741774581761\nabc\n42\n").status_code == 200
+    )
     done = wait_status(s, emu, job["id"])
     assert done["status"] == "failed"
     assert done["error"] == "Invalid ID at line 3: 'abc'"
@@ -114,7 +131,9 @@ def test_multipart_upload_fails(emu):
 def test_crlf_blank_lines_and_empty_upload_complete(emu):
     s = api_session(emu)
     job = create_job(s, emu)
-    assert put_ids(job["upload_url"], "1400000000000000015\r\n\r\n\n1400000000000000100\r\n").status_code == 200
+    assert (
+        put_ids(job["upload_url"], "1400000000000000015\r\n\r\n\n1400000000000000100\r\n").status_code == 200
+    )
     assert wait_status(s, emu, job["id"])["status"] == "complete"
     empty = create_job(s, emu)
     assert put_ids(empty["upload_url"], b"").status_code == 200
@@ -126,8 +145,7 @@ def test_crlf_blank_lines_and_empty_upload_complete(emu):
 
 def test_second_upload_replaces_while_created(make_emulator):
     # the job stays 'created' for 200 emulated seconds (0.2 s) after an upload
-    emu = make_emulator(speed=1000, pickup_seconds=200, processing_seconds=20,
-                        upload_window_seconds=100_000)
+    emu = make_emulator(speed=1000, pickup_seconds=200, processing_seconds=20, upload_window_seconds=100_000)
     s = api_session(emu)
     job = create_job(s, emu)
     assert put_ids(job["upload_url"], "1400000000000000001\n").status_code == 200
@@ -139,7 +157,9 @@ def test_second_upload_replaces_while_created(make_emulator):
     done = wait_status(s, emu, job["id"])
     assert done["status"] == "complete"
     assert [x["id"] for x in jsonl(requests.get(done["download_url"]).text)] == [
-        "1400000000000000015", "1400000000000000016"]
+        "1400000000000000015",
+        "1400000000000000016",
+    ]
 
 
 def test_second_upload_after_pickup_is_accepted_but_changes_nothing(emu):
@@ -151,5 +171,4 @@ def test_second_upload_after_pickup_is_accepted_but_changes_nothing(emu):
     assert r.status_code == 200  # not refused: GCS semantics
     assert emu.submission_path(job["id"]).read_text() == "1400000000000000015\n"
     done = wait_status(s, emu, job["id"])
-    assert [x["id"] for x in jsonl(requests.get(done["download_url"]).text)] == [
-        "1400000000000000015"]
+    assert [x["id"] for x in jsonl(requests.get(done["download_url"]).text)] == ["1400000000000000015"]

@@ -9,14 +9,18 @@ import time
 import pytest
 import requests
 
-from airflow_provider_xcompliance.emulator.signing import (SignatureExpired, SignatureMismatch,
-                                                           UrlSigner)
+from airflow_provider_xcompliance.emulator.signing import SignatureExpired, SignatureMismatch, UrlSigner
 
 from .helpers import api_session, create_job, get_job, put_ids, query_params, xml_error
 
-USAGE_CAPPED = {"title": "UsageCapExceeded", "detail": "Usage cap exceeded: Monthly product cap",
-                "type": "https://api.x.com/2/problems/usage-capped", "period": "Monthly",
-                "scope": "Product", "status": 429}
+USAGE_CAPPED = {
+    "title": "UsageCapExceeded",
+    "detail": "Usage cap exceeded: Monthly product cap",
+    "type": "https://api.x.com/2/problems/usage-capped",
+    "period": "Monthly",
+    "scope": "Product",
+    "status": 429,
+}
 START = {"Content-Type": "text/plain", "x-goog-resumable": "start"}
 
 
@@ -25,22 +29,36 @@ def test_resumable_upload_url_signs_the_start_headers(emu):
     simple = create_job(s, emu, "tweets")
     resumable = create_job(s, emu, "users", resumable=True)
     assert query_params(simple["upload_url"])["X-Goog-SignedHeaders"] == "content-type;host"
-    assert query_params(resumable["upload_url"])["X-Goog-SignedHeaders"] == \
-        "content-length;content-type;host;x-goog-resumable"
+    assert (
+        query_params(resumable["upload_url"])["X-Goog-SignedHeaders"]
+        == "content-length;content-type;host;x-goog-resumable"
+    )
     assert query_params(resumable["download_url"])["X-Goog-SignedHeaders"] == "host"
 
 
-@pytest.mark.parametrize("headers,data,details", [
-    ({"Content-Type": "application/octet-stream", "x-goog-resumable": "start"}, None,
-     "The signed header content-type was 'application/octet-stream', signed value 'text/plain'"),
-    ({"x-goog-resumable": "start"}, None, "The signed header content-type is missing"),
-    ({"Content-Type": "text/plain"}, None,
-     "The signed header x-goog-resumable is missing (signed value 'start')"),
-    ({"Content-Type": "text/plain", "x-goog-resumable": "START"}, None,
-     "The signed header x-goog-resumable was 'START'"),
-    (START, b"1\n", "The signed header content-length was '2', signed value '0'"),
-    (START, iter([b""]), "The signed header content-length is missing"),
-])
+@pytest.mark.parametrize(
+    "headers,data,details",
+    [
+        (
+            {"Content-Type": "application/octet-stream", "x-goog-resumable": "start"},
+            None,
+            "The signed header content-type was 'application/octet-stream', signed value 'text/plain'",
+        ),
+        ({"x-goog-resumable": "start"}, None, "The signed header content-type is missing"),
+        (
+            {"Content-Type": "text/plain"},
+            None,
+            "The signed header x-goog-resumable is missing (signed value 'start')",
+        ),
+        (
+            {"Content-Type": "text/plain", "x-goog-resumable": "START"},
+            None,
+            "The signed header x-goog-resumable was 'START'",
+        ),
+        (START, b"1\n", "The signed header content-length was '2', signed value '0'"),
+        (START, iter([b""]), "The signed header content-length is missing"),
+    ],
+)
 def test_resumable_start_must_send_the_signed_headers(emu, headers, data, details):
     s = api_session(emu)
     job = create_job(s, emu, resumable=True)
@@ -79,10 +97,10 @@ def test_upload_url_expiry_matches_upload_expires_at(make_emulator):
     emu = make_emulator()  # real time
     job = create_job(api_session(emu), emu)
     params = query_params(job["upload_url"])
-    signed_until = calendar.timegm(time.strptime(params["X-Goog-Date"], "%Y%m%dT%H%M%SZ")) \
-        + int(params["X-Goog-Expires"])
-    assert signed_until == calendar.timegm(
-        time.strptime(job["upload_expires_at"], "%Y-%m-%dT%H:%M:%S.000Z"))
+    signed_until = calendar.timegm(time.strptime(params["X-Goog-Date"], "%Y%m%dT%H%M%SZ")) + int(
+        params["X-Goog-Expires"]
+    )
+    assert signed_until == calendar.timegm(time.strptime(job["upload_expires_at"], "%Y-%m-%dT%H:%M:%S.000Z"))
 
 
 def test_resumable_must_be_a_json_boolean(emu):
@@ -97,8 +115,9 @@ def test_resumable_must_be_a_json_boolean(emu):
     assert create_job(s, emu, resumable=True)["resumable"] is True
 
 
-FIELDS = ("created_at,download_expires_at,download_url,id,name,resumable,status,type,"
-          "upload_expires_at,upload_url")
+FIELDS = (
+    "created_at,download_expires_at,download_url,id,name,resumable,status,type,upload_expires_at,upload_url"
+)
 
 
 def test_compliance_job_fields_on_every_endpoint(emu):
@@ -111,8 +130,9 @@ def test_compliance_job_fields_on_every_endpoint(emu):
     assert r.status_code == 200 and r.json()["data"] == [job]
     r = s.get(f"{emu.base_url}/2/compliance/jobs/{job['id']}", params=params)
     assert r.status_code == 200 and r.json()["data"] == job
-    r = s.get(f"{emu.base_url}/2/compliance/jobs", params={"type": "tweets",
-                                                           "compliance_job.fields": "id,bogus"})
+    r = s.get(
+        f"{emu.base_url}/2/compliance/jobs", params={"type": "tweets", "compliance_job.fields": "id,bogus"}
+    )
     assert r.status_code == 400
     assert r.json()["errors"][0]["parameters"] == {"compliance_job.fields": ["id,bogus"]}
     r = s.get(f"{emu.base_url}/2/compliance/jobs/{job['id']}", params={"expansions": "x"})
@@ -122,8 +142,11 @@ def test_compliance_job_fields_on_every_endpoint(emu):
 def test_usage_capped_constructor_and_switch(make_emulator):
     emu = make_emulator(usage_capped=True)
     s = api_session(emu)
-    for method, path in (("POST", "/2/compliance/jobs"), ("GET", "/2/compliance/jobs?type=tweets"),
-                         ("GET", "/2/compliance/jobs/1")):
+    for method, path in (
+        ("POST", "/2/compliance/jobs"),
+        ("GET", "/2/compliance/jobs?type=tweets"),
+        ("GET", "/2/compliance/jobs/1"),
+    ):
         r = s.request(method, emu.base_url + path, json={"type": "tweets"})
         assert r.status_code == 429
         assert r.json() == USAGE_CAPPED
@@ -186,6 +209,7 @@ def test_session_lives_its_own_window(make_emulator):
 
 def test_default_config():
     from airflow_provider_xcompliance.emulator import XComplianceEmulator
+
     cfg = XComplianceEmulator().config
     assert cfg.estimated_completion is False
     assert cfg.sessions_outlive_upload_window is True
@@ -204,8 +228,9 @@ def test_every_storage_error_has_details(emu):
     answers = [
         requests.put(session, data=b"x", headers={"Content-Range": "bytes 0-0/zz"}),
         requests.put(session, data=b"12", headers={"Content-Range": "bytes */2"}),
-        requests.put(session.replace("upload_id=", "upload_id=x"), data=b"",
-                     headers={"Content-Range": "bytes */*"}),
+        requests.put(
+            session.replace("upload_id=", "upload_id=x"), data=b"", headers={"Content-Range": "bytes */*"}
+        ),
         requests.post(session),
         requests.put(session, data=b"x" * 10, headers={"Content-Range": "bytes 5-14/*"}),
         requests.get(emu.base_url + "/nothing"),

@@ -14,7 +14,7 @@ from airflow_provider_xcompliance.emulator.rules import process_file, rules_for
 
 from .helpers import api_session, create_job, jsonl, put_ids, tweet_ids, wait_status
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def _snowflake_time(n: int) -> dt.datetime:
@@ -37,21 +37,46 @@ def test_rule_by_hand():
     created = _snowflake_time(normal)
     redacted = created + dt.timedelta(days=1 + (normal // 7) % 365)
     got = list(expected_results([str(normal)], "tweets"))
-    assert got == [{"id": str(normal), "action": "delete",
-                    "created_at": created.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
-                    "redacted_at": redacted.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
-                    "reason": "deleted"}]
-    reasons = {h: [r["reason"] for r in expected_results([str(base + h)], "tweets")]
-               for h in (0, 19, 20, 29, 30, 39, 40, 44, 45, 54, 55, 999)}
-    assert reasons == {0: ["deleted"], 19: ["deleted"], 20: ["suspended"], 29: ["suspended"],
-                       30: ["protected"], 39: ["protected"], 40: ["bounced"], 44: ["bounced"],
-                       45: ["scrub_geo"], 54: ["scrub_geo"], 55: [], 999: []}
+    assert got == [
+        {
+            "id": str(normal),
+            "action": "delete",
+            "created_at": created.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+            "redacted_at": redacted.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+            "reason": "deleted",
+        }
+    ]
+    reasons = {
+        h: [r["reason"] for r in expected_results([str(base + h)], "tweets")]
+        for h in (0, 19, 20, 29, 30, 39, 40, 44, 45, 54, 55, 999)
+    }
+    assert reasons == {
+        0: ["deleted"],
+        19: ["deleted"],
+        20: ["suspended"],
+        29: ["suspended"],
+        30: ["protected"],
+        39: ["protected"],
+        40: ["bounced"],
+        44: ["bounced"],
+        45: ["scrub_geo"],
+        54: ["scrub_geo"],
+        55: [],
+        999: [],
+    }
     geo = list(expected_results([str(base + 50)], "tweets"))[0]
     assert geo["reason"] == "scrub_geo" and geo["action"] == "delete"  # as in X's samples
-    users = {h: [r["reason"] for r in expected_results([str(base + h)], "users")]
-             for h in (5, 25, 35, 45, 49, 50)}
-    assert users == {5: ["deleted"], 25: ["suspended"], 35: ["protected"], 45: ["deactivated"],
-                     49: ["deactivated"], 50: []}
+    users = {
+        h: [r["reason"] for r in expected_results([str(base + h)], "users")] for h in (5, 25, 35, 45, 49, 50)
+    }
+    assert users == {
+        5: ["deleted"],
+        25: ["suspended"],
+        35: ["protected"],
+        45: ["deactivated"],
+        49: ["deactivated"],
+        50: [],
+    }
 
 
 def test_rule_quirks_by_hand():
@@ -123,8 +148,7 @@ def _truth(tmp_path):
 
 def test_ground_truth(make_emulator, tmp_path):
     truth = _truth(tmp_path)
-    emu = make_emulator(speed=1000, ground_truth=truth, upload_window_seconds=100_000,
-                        processing_seconds=10)
+    emu = make_emulator(speed=1000, ground_truth=truth, upload_window_seconds=100_000, processing_seconds=10)
     ids = [str(1400000000000000000 + i) for i in range(10)] + ["6", "1400000000000000015"]
     _, r = _run_job(emu, "tweets", "\n".join(ids))
     got = jsonl(r.text)
@@ -142,15 +166,16 @@ def test_ground_truth(make_emulator, tmp_path):
 
 def test_ground_truth_per_type(make_emulator, tmp_path):
     truth = _truth(tmp_path)
-    emu = make_emulator(speed=1000, ground_truth={"users": truth}, upload_window_seconds=100_000,
-                        processing_seconds=10)
+    emu = make_emulator(
+        speed=1000, ground_truth={"users": truth}, upload_window_seconds=100_000, processing_seconds=10
+    )
     body = "1400000000000000004\n1400000000000000100\n"
     _, r = _run_job(emu, "tweets", body)
-    assert [(g["id"], g["reason"]) for g in jsonl(r.text)] == [
-        ("1400000000000000004", "deleted")]  # the rule
+    assert [(g["id"], g["reason"]) for g in jsonl(r.text)] == [("1400000000000000004", "deleted")]  # the rule
     _, r = _run_job(emu, "users", body)
     assert [(g["id"], g["reason"], g["action"]) for g in jsonl(r.text)] == [
-        ("1400000000000000004", "protected", "custom_action")]  # the truth
+        ("1400000000000000004", "protected", "custom_action")
+    ]  # the truth
 
 
 def test_bad_ground_truth_fails_at_start(make_emulator, tmp_path):
@@ -187,12 +212,14 @@ def test_download_gzip_identity_and_range(emu):
     assert plain.headers["Transfer-Encoding"] == "chunked"
     assert plain.content == full
     # a transcoded answer ignores Range (GCS): the whole object, 200
-    whole = requests.get(done["download_url"], headers={"Accept-Encoding": "identity",
-                                                         "Range": "bytes=100-199"})
+    whole = requests.get(
+        done["download_url"], headers={"Accept-Encoding": "identity", "Range": "bytes=100-199"}
+    )
     assert whole.status_code == 200 and whole.content == full
     # with Accept-Encoding: gzip, ranges address the stored (compressed) bytes
-    part = requests.get(done["download_url"], headers={"Accept-Encoding": "gzip",
-                                                        "Range": "bytes=100-199"}, stream=True)
+    part = requests.get(
+        done["download_url"], headers={"Accept-Encoding": "gzip", "Range": "bytes=100-199"}, stream=True
+    )
     assert part.status_code == 206
     assert part.headers["Content-Range"] == f"bytes 100-199/{len(stored)}"
     assert part.raw.read(decode_content=False) == stored[100:200]
@@ -211,8 +238,7 @@ def test_empty_results_are_an_empty_object(emu):
 
 
 def test_download_without_gzip_results_option(make_emulator):
-    emu = make_emulator(speed=1000, gzip_results=False, upload_window_seconds=100_000,
-                        processing_seconds=10)
+    emu = make_emulator(speed=1000, gzip_results=False, upload_window_seconds=100_000, processing_seconds=10)
     done, r = _run_job(emu, "tweets", "\n".join(tweet_ids(2000)))
     assert "Content-Encoding" not in r.headers
     assert r.headers["x-goog-stored-content-encoding"] == "identity"
@@ -227,8 +253,7 @@ def test_processing_a_million_ids(tmp_path):
     count = 1_000_000
     with open(src, "wb") as f:
         for start in range(0, count, 100_000):
-            f.write(b"".join(b"%d\n" % (1400000000000000000 + i * 7)
-                             for i in range(start, start + 100_000)))
+            f.write(b"".join(b"%d\n" % (1400000000000000000 + i * 7) for i in range(start, start + 100_000)))
     outcome = process_file(src, tmp_path / "out.jsonl", rules_for("tweets"))
     assert outcome.error is None and outcome.ids == count
     assert outcome.results == sum(1 for _ in open(tmp_path / "out.jsonl"))

@@ -7,13 +7,21 @@ import urllib.parse
 import pytest
 import requests
 
-from .helpers import (api_session, create_job, get_job, put_ids, query_params, wait_status,
-                      with_query, xml_error)
+from .helpers import (
+    api_session,
+    create_job,
+    get_job,
+    put_ids,
+    query_params,
+    wait_status,
+    with_query,
+    xml_error,
+)
 
 MISMATCH = {
     "Code": "SignatureDoesNotMatch",
     "Message": "The request signature we calculated does not match the signature you provided. "
-               "Check your Google secret key and signing method.",
+    "Check your Google secret key and signing method.",
 }
 
 
@@ -35,18 +43,23 @@ def _flip(hexdigits: str) -> str:
     return ("1" if hexdigits[0] != "1" else "2") + hexdigits[1:]
 
 
-@pytest.mark.parametrize("change,details", [
-    ({"X-Goog-Signature": "flip"}, "X-Goog-Signature was changed"),
-    ({"X-Goog-Expires": "999999"}, "X-Goog-Expires was changed"),
-    ({"X-Goog-Expires": "901"}, "X-Goog-Expires was changed"),
-    ({"X-Goog-Date": "20301007T074118Z"}, "X-Goog-Date was changed"),
-    ({"X-Goog-SignedHeaders": "host"}, "X-Goog-SignedHeaders was changed"),
-    ({"X-Goog-Algorithm": "GOOG4-RSA-SHA256"}, "X-Goog-Algorithm was changed"),
-    ({"X-Goog-Credential": "someone%2F20211007%2Fauto%2Fstorage%2Fgoog4_request"},
-     "X-Goog-Credential was changed"),
-    ({"X-Goog-Signature": None}, "X-Goog-Signature is missing"),
-    ({"extra": "1"}, "extra was added"),
-])
+@pytest.mark.parametrize(
+    "change,details",
+    [
+        ({"X-Goog-Signature": "flip"}, "X-Goog-Signature was changed"),
+        ({"X-Goog-Expires": "999999"}, "X-Goog-Expires was changed"),
+        ({"X-Goog-Expires": "901"}, "X-Goog-Expires was changed"),
+        ({"X-Goog-Date": "20301007T074118Z"}, "X-Goog-Date was changed"),
+        ({"X-Goog-SignedHeaders": "host"}, "X-Goog-SignedHeaders was changed"),
+        ({"X-Goog-Algorithm": "GOOG4-RSA-SHA256"}, "X-Goog-Algorithm was changed"),
+        (
+            {"X-Goog-Credential": "someone%2F20211007%2Fauto%2Fstorage%2Fgoog4_request"},
+            "X-Goog-Credential was changed",
+        ),
+        ({"X-Goog-Signature": None}, "X-Goog-Signature is missing"),
+        ({"extra": "1"}, "extra was added"),
+    ],
+)
 def test_altered_upload_url_is_refused(emu, job, change, details):
     if change.get("X-Goog-Signature") == "flip":
         change = {"X-Goog-Signature": _flip(query_params(job["upload_url"])["X-Goog-Signature"])}
@@ -64,14 +77,21 @@ def test_altered_path_is_refused(emu, job):
     _mismatch(r, "No URL was signed for the path", "belongs to another object")
 
 
-@pytest.mark.parametrize("headers,details", [
-    ({"Content-Type": "application/octet-stream"},
-     "The signed header content-type was 'application/octet-stream', signed value 'text/plain'"),
-    ({"Content-Type": "text/plain; charset=utf-8"},
-     "The signed header content-type was 'text/plain; charset=utf-8'"),
-    ({"Content-Type": None}, "The signed header content-type is missing"),
-    ({"Host": "localhost:1"}, "The signed header host was 'localhost:1'"),
-])
+@pytest.mark.parametrize(
+    "headers,details",
+    [
+        (
+            {"Content-Type": "application/octet-stream"},
+            "The signed header content-type was 'application/octet-stream', signed value 'text/plain'",
+        ),
+        (
+            {"Content-Type": "text/plain; charset=utf-8"},
+            "The signed header content-type was 'text/plain; charset=utf-8'",
+        ),
+        ({"Content-Type": None}, "The signed header content-type is missing"),
+        ({"Host": "localhost:1"}, "The signed header host was 'localhost:1'"),
+    ],
+)
 def test_signed_headers_must_match(emu, job, headers, details):
     all_headers = {"Content-Type": "text/plain"}
     all_headers.update(headers)
@@ -99,8 +119,11 @@ def test_download_url_checks(emu, job):
     r = requests.get(job["download_url"])
     assert r.status_code == 404
     path = urllib.parse.urlsplit(job["download_url"]).path
-    assert xml_error(r) == {"Code": "NoSuchKey", "Message": "The specified key does not exist.",
-                            "Details": "No such object: " + path.lstrip("/")}
+    assert xml_error(r) == {
+        "Code": "NoSuchKey",
+        "Message": "The specified key does not exist.",
+        "Details": "No such object: " + path.lstrip("/"),
+    }
     assert put_ids(job["upload_url"], "1400000000000000015\n").status_code == 200
     done = wait_status(s, emu, job["id"])
     assert requests.get(done["download_url"]).status_code == 200

@@ -8,9 +8,9 @@ import tracemalloc
 import pytest
 import requests
 
-from .helpers import (api_session, create_job, get_job, jsonl, put_ids, tweet_ids, wait_status,
-                      xml_error)
 from airflow_provider_xcompliance.emulator import expected_results
+
+from .helpers import api_session, create_job, get_job, jsonl, put_ids, tweet_ids, wait_status, xml_error
 
 CHUNK = 256 * 1024
 
@@ -37,20 +37,24 @@ def test_simple_put_chunked_is_refused_411(emu):
 
     def pieces():
         for i in range(0, len(data), 100_003):
-            yield data[i:i + 100_003]
+            yield data[i : i + 100_003]
 
     session = requests.Session()
     r = session.put(job["upload_url"], data=pieces(), headers={"Content-Type": "text/plain"})
     assert r.request.headers["Transfer-Encoding"] == "chunked"
     assert "Content-Length" not in r.request.headers
     assert r.status_code == 411
-    assert xml_error(r) == {"Code": "MissingContentLength", "Message": "Length Required.",
-                            "Details": "You must provide the Content-Length HTTP header."}
+    assert xml_error(r) == {
+        "Code": "MissingContentLength",
+        "Message": "Length Required.",
+        "Details": "You must provide the Content-Length HTTP header.",
+    }
     assert get_job(s, emu, job["id"])["status"] == "created"
     assert not emu.submission_path(job["id"]).exists()
     # the refused body was drained: the same connection still works
-    assert session.put(job["upload_url"], data=data,
-                       headers={"Content-Type": "text/plain"}).status_code == 200
+    assert (
+        session.put(job["upload_url"], data=data, headers={"Content-Type": "text/plain"}).status_code == 200
+    )
 
 
 def test_simple_put_chunked_with_decoded_length(emu):
@@ -60,10 +64,9 @@ def test_simple_put_chunked_with_decoded_length(emu):
 
     def pieces():
         for i in range(0, len(data), 100_003):
-            yield data[i:i + 100_003]
+            yield data[i : i + 100_003]
 
-    r = put_ids(job["upload_url"], iter([data[:10]]),
-                **{"x-amz-decoded-content-length": str(len(data))})
+    r = put_ids(job["upload_url"], iter([data[:10]]), **{"x-amz-decoded-content-length": str(len(data))})
     assert r.status_code == 400 and "x-amz-decoded-content-length" in xml_error(r)["Details"]
     r = put_ids(job["upload_url"], pieces(), **{"x-amz-decoded-content-length": str(len(data))})
     assert r.request.headers["Transfer-Encoding"] == "chunked"
@@ -88,8 +91,7 @@ def test_upload_streams_with_flat_memory(emu):
 
     tracemalloc.start()
     try:
-        r = put_ids(job["upload_url"], body(),
-                    **{"x-amz-decoded-content-length": str(len(block) * blocks)})
+        r = put_ids(job["upload_url"], body(), **{"x-amz-decoded-content-length": str(len(block) * blocks)})
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -113,16 +115,14 @@ def test_interrupted_simple_put_keeps_job_created(emu):
 
 
 def _start(job) -> requests.Response:
-    r = requests.post(job["upload_url"], headers={"Content-Type": "text/plain",
-                                                  "x-goog-resumable": "start"})
+    r = requests.post(job["upload_url"], headers={"Content-Type": "text/plain", "x-goog-resumable": "start"})
     assert r.request.headers["Content-Length"] == "0"
     return r
 
 
 def _chunk(session_url, data, first, total="*") -> requests.Response:
     last = first + len(data) - 1
-    return requests.put(session_url, data=data,
-                        headers={"Content-Range": f"bytes {first}-{last}/{total}"})
+    return requests.put(session_url, data=data, headers={"Content-Range": f"bytes {first}-{last}/{total}"})
 
 
 def _query(session_url, total="*") -> requests.Response:
@@ -152,26 +152,27 @@ def test_resumable_protocol(emu):
     assert r.status_code == 308
     assert r.headers["Range"] == f"bytes=0-{CHUNK - 1}"
     # a non-final chunk that is not a multiple of 256 KiB
-    r = _chunk(session, data[CHUNK:CHUNK + 1000], CHUNK)
+    r = _chunk(session, data[CHUNK : CHUNK + 1000], CHUNK)
     assert r.status_code == 400 and xml_error(r)["Code"] == "InvalidArgument"
     # a chunk after a gap
-    r = _chunk(session, data[2 * CHUNK:3 * CHUNK], 2 * CHUNK)
+    r = _chunk(session, data[2 * CHUNK : 3 * CHUNK], 2 * CHUNK)
     assert r.status_code == 400
     # an overlapping chunk: the overlap is skipped
-    r = _chunk(session, data[:2 * CHUNK], 0)
+    r = _chunk(session, data[: 2 * CHUNK], 0)
     assert r.status_code == 308 and r.headers["Range"] == f"bytes=0-{2 * CHUNK - 1}"
     r = _query(session, total)
     assert r.status_code == 308 and r.headers["Range"] == f"bytes=0-{2 * CHUNK - 1}"
     assert get_job(s, emu, job["id"])["status"] == "created"
     # the last chunk, with the total
-    r = _chunk(session, data[2 * CHUNK:], 2 * CHUNK, total)
+    r = _chunk(session, data[2 * CHUNK :], 2 * CHUNK, total)
     assert r.status_code == 200
     assert emu.submission_path(job["id"]).read_bytes() == data
     assert get_job(s, emu, job["id"])["status"] in ("in_progress", "complete")
     assert _query(session, total).status_code == 200  # complete
     done = wait_status(s, emu, job["id"])
     assert jsonl(requests.get(done["download_url"]).text) == list(
-        expected_results(tweet_ids(40_000), "tweets"))
+        expected_results(tweet_ids(40_000), "tweets")
+    )
     names = [e[1] for e in emu.request_log]
     assert "upload" in names and "upload_session" in names
 
@@ -215,13 +216,13 @@ def test_resumable_resume_after_dropped_chunk(emu):
     assert _chunk(session, data[:CHUNK], 0).status_code == 308
     emu.inject_fault("upload", kind="drop", after_bytes=100_000)
     with pytest.raises(requests.ConnectionError):
-        _chunk(session, data[CHUNK:3 * CHUNK], CHUNK)
+        _chunk(session, data[CHUNK : 3 * CHUNK], CHUNK)
     # nothing of the dropped chunk was kept
     r = _query(session, len(data))
     assert r.status_code == 308 and r.headers["Range"] == f"bytes=0-{CHUNK - 1}"
     resume_at = int(r.headers["Range"].split("-")[1]) + 1
-    assert _chunk(session, data[resume_at:3 * CHUNK], resume_at).status_code == 308
-    r = _chunk(session, data[3 * CHUNK:], 3 * CHUNK, len(data))
+    assert _chunk(session, data[resume_at : 3 * CHUNK], resume_at).status_code == 308
+    r = _chunk(session, data[3 * CHUNK :], 3 * CHUNK, len(data))
     assert r.status_code == 200
     assert emu.submission_path(job["id"]).read_bytes() == data
     assert ("PUT", "upload_session", 0) in emu.request_log
@@ -233,13 +234,17 @@ def test_resumable_chunk_sent_chunked(emu):
     data = _ids_blob(20_000)  # 400000 bytes
     session = _start(job).headers["Location"]
     first = data[:CHUNK]
-    r = requests.put(session, data=iter([first[:1000], first[1000:]]),
-                     headers={"Content-Range": f"bytes 0-{CHUNK - 1}/*"})
+    r = requests.put(
+        session, data=iter([first[:1000], first[1000:]]), headers={"Content-Range": f"bytes 0-{CHUNK - 1}/*"}
+    )
     assert r.request.headers["Transfer-Encoding"] == "chunked"
     assert r.status_code == 308 and r.headers["Range"] == f"bytes=0-{CHUNK - 1}"
     # a chunked body shorter than its Content-Range is refused and not stored
-    r = requests.put(session, data=iter([data[CHUNK:CHUNK + 10]]),
-                     headers={"Content-Range": f"bytes {CHUNK}-{len(data) - 1}/{len(data)}"})
+    r = requests.put(
+        session,
+        data=iter([data[CHUNK : CHUNK + 10]]),
+        headers={"Content-Range": f"bytes {CHUNK}-{len(data) - 1}/{len(data)}"},
+    )
     assert r.status_code == 400
     r = _chunk(session, data[CHUNK:], CHUNK, len(data))
     assert r.status_code == 200
@@ -256,8 +261,9 @@ def test_resumable_bad_requests(emu):
     assert r.status_code == 400
     r = requests.put(session, data=b"12", headers={"Content-Range": "bytes */2"})
     assert r.status_code == 400  # a status query has no body
-    r = requests.put(session.replace("upload_id=", "upload_id=x"), data=b"",
-                     headers={"Content-Range": "bytes */*"})
+    r = requests.put(
+        session.replace("upload_id=", "upload_id=x"), data=b"", headers={"Content-Range": "bytes */*"}
+    )
     assert r.status_code == 404 and xml_error(r)["Code"] == "NoSuchUpload"
     r = requests.put(session, data=b"1", headers={"Content-Range": "bytes 5-5/3"})
     assert r.status_code == 400  # ends after the total
@@ -265,8 +271,11 @@ def test_resumable_bad_requests(emu):
 
 
 def test_resumable_session_bounded_by_upload_window_option(make_emulator):
-    emu = make_emulator(speed=1000, upload_window_seconds=900,  # 0.9 s
-                        sessions_outlive_upload_window=False)
+    emu = make_emulator(
+        speed=1000,
+        upload_window_seconds=900,  # 0.9 s
+        sessions_outlive_upload_window=False,
+    )
     s = api_session(emu)
     job = create_job(s, emu, resumable=True)
     session = _start(job).headers["Location"]
@@ -291,6 +300,7 @@ def test_resumable_session_outlives_upload_window_by_default(make_emulator):
 
 def test_upload_without_length_is_refused(emu):
     import http.client
+
     s = api_session(emu)
     job = create_job(s, emu)
     host = emu.base_url.split("//")[1]

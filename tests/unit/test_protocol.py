@@ -1,7 +1,7 @@
 """The shared interpretation of API answers, retry decisions and poll pacing."""
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -10,7 +10,7 @@ from airflow_provider_xcompliance import exceptions as exc
 from airflow_provider_xcompliance import protocol
 from airflow_provider_xcompliance.models import ComplianceJob, RateLimit
 
-NOW = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 
 def answer(status, body, headers=None):
@@ -19,12 +19,26 @@ def answer(status, body, headers=None):
 
 
 def test_job_fields_and_tolerance():
-    job = protocol.job_from_answer(answer(200, {"data": {
-        "id": "1446017776678801409", "type": "tweets", "resumable": False, "status": "created",
-        "created_at": "2021-10-07T07:41:18.000Z", "upload_url": "https://u?X-Goog-Signature=abc",
-        "upload_expires_at": "2021-10-07T07:56:18.000Z", "estimated_completion": "2021-10-07T08:00:00+00:00",
-        "download_url": "https://d", "download_expires_at": "2021-10-14T07:41:18.000Z", "future_field": 1,
-    }}))
+    job = protocol.job_from_answer(
+        answer(
+            200,
+            {
+                "data": {
+                    "id": "1446017776678801409",
+                    "type": "tweets",
+                    "resumable": False,
+                    "status": "created",
+                    "created_at": "2021-10-07T07:41:18.000Z",
+                    "upload_url": "https://u?X-Goog-Signature=abc",
+                    "upload_expires_at": "2021-10-07T07:56:18.000Z",
+                    "estimated_completion": "2021-10-07T08:00:00+00:00",
+                    "download_url": "https://d",
+                    "download_expires_at": "2021-10-14T07:41:18.000Z",
+                    "future_field": 1,
+                }
+            },
+        )
+    )
     assert job.id == "1446017776678801409" and job.name is None and job.status == "created"
     assert job.upload_expires_at - job.created_at == timedelta(minutes=15)
     assert job.created_at.tzinfo is not None and job.estimated_completion.hour == 8
@@ -44,20 +58,70 @@ def test_empty_job_lists_in_every_known_shape():
 @pytest.mark.parametrize(
     "status, body, error",
     [
-        (400, {"title": "Invalid Request", "detail": "One or more parameters to your request was invalid.",
-               "type": "https://api.x.com/2/problems/invalid-request",
-               "errors": [{"message": "bad type", "parameters": {"type": ["x"]}}]}, exc.XComplianceInvalidRequest),
-        (401, {"title": "Unauthorized", "type": "about:blank", "status": 401, "detail": "Unauthorized"}, exc.XComplianceAuthError),
-        (403, {"title": "Forbidden", "type": "https://api.x.com/2/problems/client-forbidden"}, exc.XComplianceAuthError),
-        (404, {"title": "Not Found Error", "type": "https://api.x.com/2/problems/resource-not-found"}, exc.XComplianceNotFound),
-        (409, {"title": "Conflict", "detail": "You cannot create a new job if one is already in progress",
-               "type": "https://api.x.com/2/problems/conflict"}, exc.XComplianceConflict),
-        (400, {"title": "Conflict", "type": "https://api.twitter.com/2/problems/conflict"}, exc.XComplianceConflict),
-        (429, {"title": "Too Many Requests", "detail": "Too Many Requests", "type": "about:blank", "status": 429}, exc.XComplianceRateLimited),
+        (
+            400,
+            {
+                "title": "Invalid Request",
+                "detail": "One or more parameters to your request was invalid.",
+                "type": "https://api.x.com/2/problems/invalid-request",
+                "errors": [{"message": "bad type", "parameters": {"type": ["x"]}}],
+            },
+            exc.XComplianceInvalidRequest,
+        ),
+        (
+            401,
+            {"title": "Unauthorized", "type": "about:blank", "status": 401, "detail": "Unauthorized"},
+            exc.XComplianceAuthError,
+        ),
+        (
+            403,
+            {"title": "Forbidden", "type": "https://api.x.com/2/problems/client-forbidden"},
+            exc.XComplianceAuthError,
+        ),
+        (
+            404,
+            {"title": "Not Found Error", "type": "https://api.x.com/2/problems/resource-not-found"},
+            exc.XComplianceNotFound,
+        ),
+        (
+            409,
+            {
+                "title": "Conflict",
+                "detail": "You cannot create a new job if one is already in progress",
+                "type": "https://api.x.com/2/problems/conflict",
+            },
+            exc.XComplianceConflict,
+        ),
+        (
+            400,
+            {"title": "Conflict", "type": "https://api.twitter.com/2/problems/conflict"},
+            exc.XComplianceConflict,
+        ),
+        (
+            429,
+            {
+                "title": "Too Many Requests",
+                "detail": "Too Many Requests",
+                "type": "about:blank",
+                "status": 429,
+            },
+            exc.XComplianceRateLimited,
+        ),
         (503, b"<html>Service Unavailable</html>", exc.XComplianceServerError),
         (200, b"not json", exc.XComplianceServerError),
-        (200, {"errors": [{"title": "Not Found Error", "type": "https://api.x.com/2/problems/resource-not-found",
-                           "detail": "Could not find job"}]}, exc.XComplianceNotFound),
+        (
+            200,
+            {
+                "errors": [
+                    {
+                        "title": "Not Found Error",
+                        "type": "https://api.x.com/2/problems/resource-not-found",
+                        "detail": "Could not find job",
+                    }
+                ]
+            },
+            exc.XComplianceNotFound,
+        ),
     ],
 )
 def test_problems_become_typed_errors(status, body, error):
@@ -69,7 +133,7 @@ def test_problems_become_typed_errors(status, body, error):
     if isinstance(body, dict) and body.get("errors") and status == 400:
         assert "bad type" in str(caught.value)
     if status == 429:
-        assert caught.value.reset_at == datetime.fromtimestamp(1767268800, timezone.utc)
+        assert caught.value.reset_at == datetime.fromtimestamp(1767268800, UTC)
 
 
 def test_retry_policy():
@@ -130,37 +194,64 @@ def test_connection_settings():
     conn = SimpleNamespace(conn_id="c", host="", schema=None, port=None, password=" tok ", extra_dejson={})
     settings = protocol.ConnectionSettings.from_connection(conn)
     assert settings.base_url == "https://api.x.com" and settings.token == "tok" and settings.timeout == 30
-    conn = SimpleNamespace(conn_id="c", host="127.0.0.1", schema="http", port=8123, password="t",
-                           extra_dejson={"timeout": 5, "max_retries": 2, "max_rate_limit_wait": 60})
+    conn = SimpleNamespace(
+        conn_id="c",
+        host="127.0.0.1",
+        schema="http",
+        port=8123,
+        password="t",
+        extra_dejson={"timeout": 5, "max_retries": 2, "max_rate_limit_wait": 60},
+    )
     settings = protocol.ConnectionSettings.from_connection(conn)
     assert settings.base_url == "http://127.0.0.1:8123"
-    assert (settings.timeout, settings.retry_policy.max_retries, settings.retry_policy.max_rate_limit_wait) == (5, 2, 60)
+    assert (
+        settings.timeout,
+        settings.retry_policy.max_retries,
+        settings.retry_policy.max_rate_limit_wait,
+    ) == (5, 2, 60)
     assert settings.headers["Authorization"] == "Bearer t"
-    empty_form = SimpleNamespace(conn_id="c", host="", schema=None, port=None, password="t",
-                                 extra_dejson={"timeout": None, "max_retries": None, "max_rate_limit_wait": ""})
+    empty_form = SimpleNamespace(
+        conn_id="c",
+        host="",
+        schema=None,
+        port=None,
+        password="t",
+        extra_dejson={"timeout": None, "max_retries": None, "max_rate_limit_wait": ""},
+    )
     settings = protocol.ConnectionSettings.from_connection(empty_form)
     assert (settings.timeout, settings.max_retries, settings.max_rate_limit_wait) == (30, 5, 900)
     assert "'t'" not in repr(settings)
     with pytest.raises(exc.XComplianceError, match="no bearer token"):
-        protocol.ConnectionSettings.from_connection(SimpleNamespace(conn_id="c", password="", extra_dejson={}))
+        protocol.ConnectionSettings.from_connection(
+            SimpleNamespace(conn_id="c", password="", extra_dejson={})
+        )
 
 
 def test_storage_errors():
-    expired = protocol.storage_error(400, b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>ExpiredToken</Code>"
-                                          b"<Message>The provided token has expired.</Message></Error>")
+    expired = protocol.storage_error(
+        400,
+        b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>ExpiredToken</Code>"
+        b"<Message>The provided token has expired.</Message></Error>",
+    )
     assert expired.code == "ExpiredToken" and expired.status == 400
-    forged = protocol.storage_error(403, b"<Error><Code>SignatureDoesNotMatch</Code><Message>no</Message></Error>")
+    forged = protocol.storage_error(
+        403, b"<Error><Code>SignatureDoesNotMatch</Code><Message>no</Message></Error>"
+    )
     assert forged.code == "SignatureDoesNotMatch"
     assert type(forged) is exc.XComplianceStorageError
 
 
 def test_storage_errors_show_code_and_details_never_the_url():
-    body = (b"<Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not "
-            b"match the signature you provided.</Message><Details>header content-type: signed text/plain, "
-            b"sent application/octet-stream</Details></Error>")
+    body = (
+        b"<Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not "
+        b"match the signature you provided.</Message><Details>header content-type: signed text/plain, "
+        b"sent application/octet-stream</Details></Error>"
+    )
     error = protocol.storage_error(403, body, "The upload to compliance job 7")
-    assert str(error) == ("The upload to compliance job 7: HTTP 403 SignatureDoesNotMatch: "
-                          "header content-type: signed text/plain, sent application/octet-stream")
+    assert str(error) == (
+        "The upload to compliance job 7: HTTP 403 SignatureDoesNotMatch: "
+        "header content-type: signed text/plain, sent application/octet-stream"
+    )
     assert error.details.startswith("header content-type")
 
 
@@ -174,8 +265,13 @@ def test_storage_answers_gcs_asks_to_retry_are_transient(status):
 
 
 def test_a_usage_capped_429_is_final_and_says_so():
-    body = {"title": "UsageCapExceeded", "detail": "Usage cap exceeded: Monthly product cap",
-            "type": "https://api.x.com/2/problems/usage-capped", "period": "Monthly", "status": 429}
+    body = {
+        "title": "UsageCapExceeded",
+        "detail": "Usage cap exceeded: Monthly product cap",
+        "type": "https://api.x.com/2/problems/usage-capped",
+        "period": "Monthly",
+        "status": 429,
+    }
     with pytest.raises(exc.XComplianceUsageCapped, match="usage cap is spent.*Monthly product cap") as caught:
         answer(429, body, {"x-rate-limit-reset": "1"})
     assert protocol.RetryPolicy().delay(1, caught.value) is None
@@ -196,9 +292,14 @@ def test_a_retry_budget_counts_failures_in_a_row():
 
 
 def _job(name, status="created", created_minutes_ago=5, window_minutes_left=10, job_id="1"):
-    now = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
-    return ComplianceJob(id=job_id, name=name, status=status, created_at=now - timedelta(minutes=created_minutes_ago),
-                         upload_expires_at=now + timedelta(minutes=window_minutes_left)), now
+    now = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    return ComplianceJob(
+        id=job_id,
+        name=name,
+        status=status,
+        created_at=now - timedelta(minutes=created_minutes_ago),
+        upload_expires_at=now + timedelta(minutes=window_minutes_left),
+    ), now
 
 
 def test_own_job_is_the_newest_usable_job_of_that_name():

@@ -9,11 +9,15 @@ from airflow_provider_xcompliance.results import ResultsSummary
 
 
 def test_job_metadata_has_every_declared_key_and_no_signed_url():
-    job = ComplianceJob.from_api({"id": "1", "status": "complete", "upload_url": "https://u", "download_url": "https://d"})
+    job = ComplianceJob.from_api(
+        {"id": "1", "status": "complete", "upload_url": "https://u", "download_url": "https://d"}
+    )
     metadata = job.metadata()
     assert set(metadata) == set(JobMetadata.__annotations__)
     assert "https://" not in repr(metadata)
-    assert set(ComplianceJob(id="7").metadata()) == set(JobMetadata.__annotations__)  # the trigger's error event
+    assert set(ComplianceJob(id="7").metadata()) == set(
+        JobMetadata.__annotations__
+    )  # the trigger's error event
 
 
 def test_download_summary_keys_are_the_summary_plus_the_job():

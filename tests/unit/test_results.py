@@ -8,9 +8,19 @@ from airflow_provider_xcompliance.exceptions import InvalidResultsError
 from airflow_provider_xcompliance.results import ResultsSummary
 
 LINES = [
-    {"id": "1265324480517361664", "action": "delete", "created_at": "2019-10-29T17:02:47.000Z",
-     "redacted_at": "2020-07-29T17:02:47.000Z", "reason": "deleted"},
-    {"id": "1265324480517361664", "action": "delete", "created_at": "2019-10-29T17:02:47+00:00", "reason": "deleted"},
+    {
+        "id": "1265324480517361664",
+        "action": "delete",
+        "created_at": "2019-10-29T17:02:47.000Z",
+        "redacted_at": "2020-07-29T17:02:47.000Z",
+        "reason": "deleted",
+    },
+    {
+        "id": "1265324480517361664",
+        "action": "delete",
+        "created_at": "2019-10-29T17:02:47+00:00",
+        "reason": "deleted",
+    },
     {"id": "20", "action": "scrub_geo", "reason": "scrub_geo"},
     {"id": "21", "action": "future_action", "reason": "a_new_reason"},
 ]
@@ -42,4 +52,3 @@ def test_bad_line_is_reported_with_its_number():
     summary.feed(b'{"id": "1", "reason": "deleted"}\n\n{"id": "2"}\n<html>')
     with pytest.raises(InvalidResultsError, match=r"results of job 7, line 4: '<html>'"):
         summary.finish()
-
