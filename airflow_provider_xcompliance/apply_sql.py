@@ -316,7 +316,16 @@ class SqlApplier:
 
     def _plan(self, cur: Any, report: ApplyReport) -> list[SqlChange]:
         """Count what each change will touch, by reason; refuse before any change if a table
-        would lose more than ``max_delete_fraction`` of its rows."""
+        would lose more than ``max_delete_fraction`` of its rows, or if geo data is to be
+        removed from a table whose geo columns were not named."""
+        if self.rules.job_type == "tweets" and not self.target.geo_columns:
+            cur.execute(f"SELECT COUNT(*) FROM {FLAGGED_TABLE} WHERE change = '{SCRUB_GEO}'")
+            if int(cur.fetchone()[0]):
+                raise ApplyConfigError(
+                    "The results ask to remove geo data (scrub_geo) but geo_columns is empty: name the "
+                    f"geo columns of {self.target.table}, or keep those tweets as they are with "
+                    "overrides={'scrub_geo': 'keep'}; nothing was changed"
+                )
         planned = []
         deleting: Counter[str] = Counter()
         for number, change in enumerate(self.target.changes(self.rules.job_type)):

@@ -944,3 +944,22 @@ def test_operator_without_the_audit_key_variable_fails_and_changes_nothing(
     for database in (lite, pg):
         assert_tables(database, {"tweets": TWEETS, "users": USERS})
         assert not database.exists(AUDIT)
+
+
+def test_scrub_geo_results_without_geo_columns_fail_before_any_change(tmp_path: Path) -> None:
+    """Geo data X asks to remove cannot be left in place silently: no geo_columns is a config error."""
+    connection = sqlite3.connect(tmp_path / "geo.sqlite")
+    connection.execute("CREATE TABLE tweets (id BIGINT PRIMARY KEY, lat REAL)")
+    connection.executemany("INSERT INTO tweets VALUES (?, ?)", [(1, 1.5), (2, 2.5)])
+    connection.commit()
+    results = tmp_path / "r.jsonl"
+    results.write_text('{"id":"1","reason":"deleted"}\n{"id":"2","reason":"scrub_geo"}\n')
+    with pytest.raises(
+        ApplyConfigError, match=r"scrub_geo.*geo_columns is empty.*overrides=\{'scrub_geo': 'keep'\}"
+    ):
+        SqlApplier(connection, "?", ChangeRules("tweets"), SqlTarget("tweets")).run(results)
+    assert connection.execute("SELECT id, lat FROM tweets ORDER BY id").fetchall() == [(1, 1.5), (2, 2.5)]
+    kept = SqlApplier(connection, "?", ChangeRules("tweets", {"scrub_geo": "keep"}), SqlTarget("tweets")).run(
+        results
+    )
+    assert kept["deleted"] == {"deleted": 1} and kept["kept"] == {"scrub_geo": 1}
