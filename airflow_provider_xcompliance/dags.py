@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import DAG, Asset, Param, TaskGroup
+from airflow.sdk import DAG, Asset, CronTriggerTimetable, Param, TaskGroup
 
 from airflow_provider_xcompliance import DEFAULT_CONN_ID
 from airflow_provider_xcompliance.models import JOB_TYPES
@@ -15,6 +15,18 @@ from airflow_provider_xcompliance.operators.compliance import (
     results_asset,
 )
 from airflow_provider_xcompliance.sensors.compliance import XComplianceJobSensor
+
+
+def weekly_schedule() -> CronTriggerTimetable:
+    """Sundays at 00:00 UTC, the first run being the next Sunday's: give the DAG no ``start_date``.
+
+    So unpausing the DAG (as the Trigger form's "Unpause on trigger", ticked by default, does)
+    starts no run of the past week on the default paths, and a triggered run does not queue
+    behind one (``max_active_runs=1``). With a ``start_date`` and ``catchup=False``, Airflow runs
+    the latest past tick at once. ``run_immediately=False`` would not do: 3.3.2 still runs the past
+    tick when it is less than a tenth of the interval (16.8 hours) ago; ``timedelta(0)`` never.
+    """
+    return CronTriggerTimetable("@weekly", timezone="UTC", run_immediately=timedelta(0))
 
 
 def compliance_task_group(
@@ -92,12 +104,34 @@ def compliance_dag(
     dag_kwargs.setdefault("catchup", False)
     dag_kwargs.setdefault("tags", ["x-compliance"])
     dag_kwargs.setdefault("max_active_runs", 1)  # X runs one job at a time anyway
+    # Titles label the "Trigger" form's fields. ``type="string"`` makes the job type required there
+    # (the 3.3 UI marks a field required when its type does not allow null): clearing the
+    # drop-down shows "This field is required" and blocks the trigger, instead of a JSON-schema
+    # error ("None is not one of ...") after it.
     params = {
-        "job_type": Param(job_type, enum=list(JOB_TYPES), description="What the IDs are: tweet IDs or user IDs."),
-        "ids_path": Param(ids_path, type="string", minLength=1,
-                          description="Where the ID file is: a URL such as s3://conn@bucket/ids.txt or file:///data/ids.txt"),
-        "results_path": Param(results_path, type="string", minLength=1,
-                              description="Where the results go: a folder ending in / or an exact object URL."),
+        "job_type": Param(
+            job_type,
+            type="string",
+            enum=list(JOB_TYPES),
+            title="Job type",
+            description="What the IDs are: tweet IDs (tweets) or user IDs (users).",
+        ),
+        "ids_path": Param(
+            ids_path,
+            type="string",
+            minLength=1,
+            title="IDs file",
+            description="Where the ID file is, one ID a line: a URL such as "
+            "s3://conn@bucket/ids.txt or file:///data/ids.txt",
+        ),
+        "results_path": Param(
+            results_path,
+            type="string",
+            minLength=1,
+            title="Results folder",
+            description="Where the results go: a folder ending in / (they land in it as "
+            "<type>-<job id>.jsonl) or an exact object URL.",
+        ),
     }
     with DAG(dag_id, schedule=schedule, params=params, **dag_kwargs) as dag:
         compliance_task_group(

@@ -110,6 +110,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 # --- helpers ----------------------------------------------------------------------------------
 
+
 def rss_bytes() -> int:
     with open("/proc/self/status") as status:
         for line in status:
@@ -176,11 +177,14 @@ def machine() -> str:
     except (OSError, ValueError, IndexError):
         memory = 0.0
     load = " ".join(f"{value:.2f}" for value in os.getloadavg())
-    return (f"{os.cpu_count()} CPUs ({model}), {memory:.0f} GiB RAM, load average {load} at the start; "
-            f"Python {platform.python_version()}")
+    return (
+        f"{os.cpu_count()} CPUs ({model}), {memory:.0f} GiB RAM, load average {load} at the start; "
+        f"Python {platform.python_version()}"
+    )
 
 
 # --- the emulator, in its own process --------------------------------------------------------
+
 
 def emulator_main(config: dict) -> None:
     """``--emulator CONFIG``: run ``XComplianceEmulator(**CONFIG)`` and answer the parent's
@@ -212,8 +216,10 @@ def emulator_main(config: dict) -> None:
             if question["ask"] == "mark":
                 answer = {"mark": len(emulator.request_log)}
             elif question["ask"] == "requests":
-                counts = Counter(f"{endpoint} {status}" for _, endpoint, status
-                                 in emulator.request_log[question.get("since", 0):])
+                counts = Counter(
+                    f"{endpoint} {status}"
+                    for _, endpoint, status in emulator.request_log[question.get("since", 0) :]
+                )
                 answer = {"requests": dict(counts)}
             elif question["ask"] == "jobs":
                 answer = {"jobs": {}}
@@ -227,8 +233,11 @@ def emulator_main(config: dict) -> None:
                         completed = None
                         if status == "complete" and job.id in processed_at:
                             completed = max(processed_at[job.id], state.completion_eta(job))
-                        answer["jobs"][job_id] = {"status": status, "uploaded_at": job.uploaded_at,
-                                                  "completed_at": completed}
+                        answer["jobs"][job_id] = {
+                            "status": status,
+                            "uploaded_at": job.uploaded_at,
+                            "completed_at": completed,
+                        }
             else:
                 answer = {"error": f"unknown question {question!r}"}
             print(json.dumps(answer), file=out, flush=True)
@@ -242,9 +251,14 @@ class Emulator:
     def __init__(self, work: Path, name: str, **config):
         self.config = config
         self.log = open(work / f"emulator-{name}.log", "wb")
-        self.proc = subprocess.Popen([sys.executable, __file__, "--emulator", json.dumps(config)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
-                                     text=True, cwd=ROOT)
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--emulator", json.dumps(config)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+            cwd=ROOT,
+        )
         line = self.proc.stdout.readline()
         if "base_url" not in line:
             self.stop()
@@ -283,8 +297,11 @@ class Emulator:
             from airflow_provider_xcompliance import CONNECTION_TYPE
         except ImportError:
             CONNECTION_TYPE = "xcompliance"
-        return {"AIRFLOW_CONN_X_COMPLIANCE_DEFAULT": json.dumps(
-            {"conn_type": CONNECTION_TYPE, "host": self.base_url, "password": TOKEN})}
+        return {
+            "AIRFLOW_CONN_X_COMPLIANCE_DEFAULT": json.dumps(
+                {"conn_type": CONNECTION_TYPE, "host": self.base_url, "password": TOKEN}
+            )
+        }
 
     def stop(self) -> None:
         stop_process(self.proc, self.proc.stdin.close)
@@ -292,6 +309,7 @@ class Emulator:
 
 
 # --- the triggerer: one event loop, one trigger per job --------------------------------------
+
 
 def triggerer_main() -> None:
     """``--triggerer``: import, say ready, read the job ids (one JSON line on stdin), run one
@@ -352,8 +370,10 @@ def triggerer_main() -> None:
         tick_task = asyncio.create_task(ticker())
         sample_task = asyncio.create_task(sampler())
         started = time.time()
-        triggers = [XComplianceJobTrigger(job_id=job_id, poll_interval=spec["poll_interval"])
-                    for job_id in spec["job_ids"]]
+        triggers = [
+            XComplianceJobTrigger(job_id=job_id, poll_interval=spec["poll_interval"])
+            for job_id in spec["job_ids"]
+        ]
         tasks = [asyncio.create_task(first_event(trigger)) for trigger in triggers]
         finished, pending = await asyncio.wait(tasks, timeout=spec["timeout"])
         ended = time.time()
@@ -370,10 +390,20 @@ def triggerer_main() -> None:
                     errors.append(one_line(task.exception()))
                 else:
                     events[job_id] = task.result()
-        return {"started": started, "ended": ended, "events": events, "errors": errors,
-                "timed_out": len(pending), "lags": lags, "rss_before": rss_before,
-                "rss_peak": max(rss_samples + [rss_end]), "rss_end": rss_end, "cpu": cpu,
-                "client_init_seconds": blocked["seconds"], "client_init_calls": blocked["calls"]}
+        return {
+            "started": started,
+            "ended": ended,
+            "events": events,
+            "errors": errors,
+            "timed_out": len(pending),
+            "lags": lags,
+            "rss_before": rss_before,
+            "rss_peak": max(rss_samples + [rss_end]),
+            "rss_end": rss_end,
+            "cpu": cpu,
+            "client_init_seconds": blocked["seconds"],
+            "client_init_calls": blocked["calls"],
+        }
 
     result = asyncio.run(run())
     print(json.dumps(result), file=out, flush=True)
@@ -386,8 +416,15 @@ class Triggerer:
     def __init__(self, work: Path, name: str, env: dict):
         self.log_path = work / f"triggerer-{name}.log"
         self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([sys.executable, __file__, "--triggerer"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self.log, text=True, env=env, cwd=ROOT)
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--triggerer"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
 
     def ready(self) -> None:
         """Wait until it has imported everything (so that no job's clock runs meanwhile)."""
@@ -395,8 +432,9 @@ class Triggerer:
             raise RuntimeError(f"the triggerer did not start: {self.log_path.read_text()[-2000:]}")
 
     def wait(self, job_ids: list[str], poll_interval: float, timeout: float) -> dict:
-        self.proc.stdin.write(json.dumps({"job_ids": job_ids, "poll_interval": poll_interval,
-                                          "timeout": timeout}) + "\n")
+        self.proc.stdin.write(
+            json.dumps({"job_ids": job_ids, "poll_interval": poll_interval, "timeout": timeout}) + "\n"
+        )
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
         if not line:
@@ -414,6 +452,7 @@ class Triggerer:
 
 
 # --- the jobs ---------------------------------------------------------------------------------
+
 
 def create_jobs(count: int, ids: Path, threads: int = 4) -> tuple[list[str], float]:
     """``count`` jobs, each created and given ``ids`` right away by ``XComplianceHook`` (one hook
@@ -476,20 +515,28 @@ def fmt(value: float | None, digits: int = 1) -> str:
 
 def count(requests: Counter, endpoint: str, status: str | None = None) -> int:
     """Requests to ``endpoint`` (with ``status``, or any)."""
-    return sum(n for key, n in requests.items()
-               if key.split()[0] == endpoint and (status is None or key.split()[1] == status))
+    return sum(
+        n
+        for key, n in requests.items()
+        if key.split()[0] == endpoint and (status is None or key.split()[1] == status)
+    )
 
 
 def loop_note(result: dict, wall: float) -> str:
     seconds, calls = result["client_init_seconds"], result["client_init_calls"]
-    return (f"httpx.AsyncClient() construction blocked the loop {seconds:.2f} s in {calls:,} calls "
-            f"({1000 * seconds / max(1, calls):.1f} ms each) = {100 * seconds / wall:.0f}% of the wait")
+    return (
+        f"httpx.AsyncClient() construction blocked the loop {seconds:.2f} s in {calls:,} calls "
+        f"({1000 * seconds / max(1, calls):.1f} ms each) = {100 * seconds / wall:.0f}% of the wait"
+    )
 
 
 def env_for(emulator: Emulator) -> dict:
-    return {**os.environ, "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-            "AIRFLOW_HOME": os.environ.get("AIRFLOW_HOME", str(BENCH_DIR / "airflow")),
-            **emulator.connection_env()}
+    return {
+        **os.environ,
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        "AIRFLOW_HOME": os.environ.get("AIRFLOW_HOME", str(BENCH_DIR / "airflow")),
+        **emulator.connection_env(),
+    }
 
 
 def run_wait(emulator: Emulator, work: Path, name: str, jobs: int, poll: float, timeout: float) -> dict:
@@ -509,35 +556,48 @@ def run_wait(emulator: Emulator, work: Path, name: str, jobs: int, poll: float, 
         result["warnings_429"] = triggerer.log_lines("HTTP 429")
     finally:
         triggerer.stop()
-    result.update(setup=setup, setup_seconds=setup_seconds, count=len(job_ids),
-                  wall=result["ended"] - result["started"])
+    result.update(
+        setup=setup, setup_seconds=setup_seconds, count=len(job_ids), wall=result["ended"] - result["started"]
+    )
     result["delays"], result["problems"] = delays(result, result["jobs"])
     return result
 
 
 # --- part 1: X's rate limits, jobs polled at once --------------------------------------------
 
+
 def part1(args, work: Path) -> None:
     speed, processing = args.speed, args.processing_minutes * 60
     fair = RATE_WINDOW * args.jobs / RATE_LIMIT
     polls = {"provider default": DEFAULT_POLL, "within the budget": math.ceil(1.2 * fair / 10) * 10}
-    print(f"Part 1: {args.jobs} jobs under X's rate limits ({RATE_LIMIT} requests per "
-          f"{RATE_WINDOW / 60:.0f}-minute window per endpoint, one budget for the app), clock x{speed:g} "
-          f"(a window lasts {RATE_WINDOW / speed:.0f} real s); jobs process in {args.processing_minutes:g} "
-          f"emulated minutes ({processing / speed:.0f} real s); one-active-job rule off (mode 'none'); "
-          f"{IDS_PER_FILE:,} IDs per job. The jobs' polls fit into the budget at one every {fair:.0f} s.",
-          flush=True)
+    print(
+        f"Part 1: {args.jobs} jobs under X's rate limits ({RATE_LIMIT} requests per "
+        f"{RATE_WINDOW / 60:.0f}-minute window per endpoint, one budget for the app), clock x{speed:g} "
+        f"(a window lasts {RATE_WINDOW / speed:.0f} real s); jobs process in {args.processing_minutes:g} "
+        f"emulated minutes ({processing / speed:.0f} real s); one-active-job rule off (mode 'none'); "
+        f"{IDS_PER_FILE:,} IDs per job. The jobs' polls fit into the budget at one every {fair:.0f} s.",
+        flush=True,
+    )
     runs = {}
     for name, poll in polls.items():
         print(f"  {name} (poll_interval {poll:g} s, {poll / speed:.2f} real s) …", end="", flush=True)
         started = time.monotonic()
-        emulator = Emulator(work, name.replace(" ", "-"), speed=speed, processing_seconds=processing,
-                            one_active_job="none", rate_limit=RATE_LIMIT, rate_window_seconds=RATE_WINDOW)
+        emulator = Emulator(
+            work,
+            name.replace(" ", "-"),
+            speed=speed,
+            processing_seconds=processing,
+            one_active_job="none",
+            rate_limit=RATE_LIMIT,
+            rate_window_seconds=RATE_WINDOW,
+        )
         try:
             os.environ.update(emulator.connection_env())  # this process's hook creates the jobs
             timeout = processing / speed + 60 * poll / speed + 300
-            runs[name] = {"poll": poll, **run_wait(emulator, work, name.replace(" ", "-"), args.jobs,
-                                                   poll / speed, timeout)}
+            runs[name] = {
+                "poll": poll,
+                **run_wait(emulator, work, name.replace(" ", "-"), args.jobs, poll / speed, timeout),
+            }
         except Exception as exc:  # reported under the table, the benchmark goes on
             runs[name] = {"poll": poll, "error": one_line(exc)}
         finally:
@@ -548,34 +608,60 @@ def part1(args, work: Path) -> None:
         def cell(run: dict) -> str:
             value = percentile(run["delays"], share) if share else max(run["delays"], default=None)
             return "-" if value is None else f"{value:.2f} s = {value / (run['poll'] / speed):.1f} polls"
+
         return cell
 
     def lag(run: dict) -> str:
         lags = run["lags"]
-        return (f"{fmt(percentile(lags, 0.99) * 1000 if lags else None, 0)} / "
-                f"{fmt(max(lags) * 1000 if lags else None, 0)} ms")
+        return (
+            f"{fmt(percentile(lags, 0.99) * 1000 if lags else None, 0)} / "
+            f"{fmt(max(lags) * 1000 if lags else None, 0)} ms"
+        )
 
     rows = [
         ("poll_interval (X's s / real s)", lambda r: f"{r['poll']:g} / {r['poll'] / speed:.2f}", ""),
-        ("429s answered during the wait",
-         lambda r: str(sum(count(r["wait"], endpoint, "429") for endpoint in ENDPOINTS)), "0"),
+        (
+            "429s answered during the wait",
+            lambda r: str(sum(count(r["wait"], endpoint, "429") for endpoint in ENDPOINTS)),
+            "0",
+        ),
         ("get_job requests during the wait", lambda r: str(count(r["wait"], "get_job")), ""),
-        ("  of which 200 / 429",
-         lambda r: f"{count(r['wait'], 'get_job', '200')} / {count(r['wait'], 'get_job', '429')}", ""),
-        ("  others", lambda r: ", ".join(f"{key}: {n}" for key, n in sorted(r["wait"].items())
-                                         if not key.startswith("get_job")) or "none", ""),
+        (
+            "  of which 200 / 429",
+            lambda r: f"{count(r['wait'], 'get_job', '200')} / {count(r['wait'], 'get_job', '429')}",
+            "",
+        ),
+        (
+            "  others",
+            lambda r: (
+                ", ".join(
+                    f"{key}: {n}" for key, n in sorted(r["wait"].items()) if not key.startswith("get_job")
+                )
+                or "none"
+            ),
+            "",
+        ),
         ("get_job requests per job", lambda r: f"{count(r['wait'], 'get_job') / r['count']:.1f}", ""),
-        ("setup requests (create_job + upload)",
-         lambda r: f"{count(r['setup'], 'create_job')} + {count(r['setup'], 'upload')}", ""),
+        (
+            "setup requests (create_job + upload)",
+            lambda r: f"{count(r['setup'], 'create_job')} + {count(r['setup'], 'upload')}",
+            "",
+        ),
         ("triggers fired complete", lambda r: f"{len(r['delays'])} of {r['count']}", "all"),
         ("event delay p50", delay(0.5), "within one poll interval"),
         ("event delay p95", delay(0.95), "within one poll interval"),
         ("event delay max", delay(None), "within one poll interval"),
-        ("event delay max, as at X",
-         lambda r: f"{max(r['delays']) * speed / 60:.1f} min" if r["delays"] else "-", ""),
+        (
+            "event delay max, as at X",
+            lambda r: f"{max(r['delays']) * speed / 60:.1f} min" if r["delays"] else "-",
+            "",
+        ),
         ("wait (first trigger to last event)", lambda r: f"{r['wall']:.1f} s", ""),
-        ("triggerer CPU / emulator CPU",
-         lambda r: f"{100 * r['cpu'] / r['wall']:.0f}% / {100 * r['emu_cpu'] / r['wall']:.0f}%", ""),
+        (
+            "triggerer CPU / emulator CPU",
+            lambda r: f"{100 * r['cpu'] / r['wall']:.0f}% / {100 * r['emu_cpu'] / r['wall']:.0f}%",
+            "",
+        ),
         ("rate-limit warnings in the trigger logs", lambda r: str(r["warnings_429"]), ""),
         ("event-loop lag p99 / max", lag, ""),
     ]
@@ -601,16 +687,27 @@ def part1(args, work: Path) -> None:
 
 # --- part 2: one event loop, many triggers ---------------------------------------------------
 
+
 def part2(args, work: Path) -> None:
     poll = args.trigger_poll
     processing = 2 * poll + SETUP_ALLOWANCE
-    print(f"Part 2: {args.triggers:,} triggers in one event loop; emulator rate limits off (10**9 per "
-          f"window), clock x1, jobs process in {processing:.0f} s, one-active-job rule off; poll_interval "
-          f"{poll:g} s; {IDS_PER_FILE:,} IDs per job.", flush=True)
+    print(
+        f"Part 2: {args.triggers:,} triggers in one event loop; emulator rate limits off (10**9 per "
+        f"window), clock x1, jobs process in {processing:.0f} s, one-active-job rule off; poll_interval "
+        f"{poll:g} s; {IDS_PER_FILE:,} IDs per job.",
+        flush=True,
+    )
     started = time.monotonic()
     print(f"  creating and uploading {args.triggers:,} jobs (4 threads), then waiting …", end="", flush=True)
-    emulator = Emulator(work, "part2", speed=1.0, processing_seconds=processing, one_active_job="none",
-                        rate_limit=10**9, rate_window_seconds=RATE_WINDOW)
+    emulator = Emulator(
+        work,
+        "part2",
+        speed=1.0,
+        processing_seconds=processing,
+        one_active_job="none",
+        rate_limit=10**9,
+        rate_window_seconds=RATE_WINDOW,
+    )
     try:
         os.environ.update(emulator.connection_env())
         result = run_wait(emulator, work, "part2", args.triggers, poll, processing + 30 * poll + 600)
@@ -625,8 +722,11 @@ def part2(args, work: Path) -> None:
     stalled = sum(lag for lag in lags if lag > 100) / 1000
     rows = [
         ("triggers fired complete", f"{len(values):,} of {args.triggers:,}", "all"),
-        ("event-loop lag p50 / p99", f"{fmt(percentile(lags, 0.5))} / {fmt(percentile(lags, 0.99))} ms",
-         "p99 < 100 ms"),
+        (
+            "event-loop lag p50 / p99",
+            f"{fmt(percentile(lags, 0.5))} / {fmt(percentile(lags, 0.99))} ms",
+            "p99 < 100 ms",
+        ),
         ("event-loop lag max", f"{fmt(max(lags, default=None), 0)} ms", ""),
         ("ticks later than 100 ms", f"{sum(lag > 100 for lag in lags):,} of {len(lags):,}", ""),
         ("loop stalled (sum of those lags)", f"{stalled:.1f} s of {wall:.1f} s", ""),
@@ -635,12 +735,20 @@ def part2(args, work: Path) -> None:
         ("triggerer RSS before the triggers", f"{result['rss_before'] / 1e6:.1f} MB", ""),
         ("get_job requests (per trigger)", f"{gets:,} ({gets / max(1, args.triggers):.1f})", ""),
         ("  of which not 200", str(gets - count(wait, "get_job", "200")), ""),
-        ("event delay p50 / p95 / max",
-         (f"{fmt(percentile(values, 0.5), 2)} / {fmt(percentile(values, 0.95), 2)} / "
-          f"{fmt(max(values, default=None), 2)} s"), f"within {poll:g} s"),
+        (
+            "event delay p50 / p95 / max",
+            (
+                f"{fmt(percentile(values, 0.5), 2)} / {fmt(percentile(values, 0.95), 2)} / "
+                f"{fmt(max(values, default=None), 2)} s"
+            ),
+            f"within {poll:g} s",
+        ),
         ("wait (first trigger to last event)", f"{wall:.1f} s", ""),
-        ("triggerer CPU / emulator CPU",
-         f"{100 * result['cpu'] / wall:.0f}% / {100 * result['emu_cpu'] / wall:.0f}%", ""),
+        (
+            "triggerer CPU / emulator CPU",
+            f"{100 * result['cpu'] / wall:.0f}% / {100 * result['emu_cpu'] / wall:.0f}%",
+            "",
+        ),
     ]
     print()
     print(f"{'':<40}{'figure':>28}  goal")
@@ -650,12 +758,15 @@ def part2(args, work: Path) -> None:
         print(f"  {problem}")
     if result["timed_out"]:
         print(f"  {result['timed_out']} triggers had not fired after the time limit")
-    print(f"  {loop_note(result, wall)}; setup {result['setup_seconds']:.0f} s; "
-          f"part 2 took {time.monotonic() - started:.0f} s")
+    print(
+        f"  {loop_note(result, wall)}; setup {result['setup_seconds']:.0f} s; "
+        f"part 2 took {time.monotonic() - started:.0f} s"
+    )
     print(flush=True)
 
 
 # --- the benchmark ----------------------------------------------------------------------------
+
 
 def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "--emulator":
@@ -664,19 +775,34 @@ def main() -> None:
     if len(sys.argv) == 2 and sys.argv[1] == "--triggerer":
         triggerer_main()
         return
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true",
-                        help="10 jobs and 100 triggers, triggers poll every 10 s")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="10 jobs and 100 triggers, triggers poll every 10 s"
+    )
     parser.add_argument("--jobs", type=int, default=None, help="part 1: jobs (default 50, 10 with --quick)")
-    parser.add_argument("--triggers", type=int, default=None,
-                        help="part 2: triggers in the event loop (default 1000, 100 with --quick)")
-    parser.add_argument("--speed", type=float, default=60.0,
-                        help="part 1: the emulator's clock speed (default 60)")
-    parser.add_argument("--processing-minutes", type=float, default=30.0,
-                        help="part 1: emulated minutes a job takes to process (default 30)")
-    parser.add_argument("--trigger-poll", type=float, default=None,
-                        help="part 2: the triggers' poll_interval in seconds (default 60, 10 with --quick)")
+    parser.add_argument(
+        "--triggers",
+        type=int,
+        default=None,
+        help="part 2: triggers in the event loop (default 1000, 100 with --quick)",
+    )
+    parser.add_argument(
+        "--speed", type=float, default=60.0, help="part 1: the emulator's clock speed (default 60)"
+    )
+    parser.add_argument(
+        "--processing-minutes",
+        type=float,
+        default=30.0,
+        help="part 1: emulated minutes a job takes to process (default 30)",
+    )
+    parser.add_argument(
+        "--trigger-poll",
+        type=float,
+        default=None,
+        help="part 2: the triggers' poll_interval in seconds (default 60, 10 with --quick)",
+    )
     parser.add_argument("--part", type=int, choices=(1, 2), help="one part only")
     args, _ = parser.parse_known_args()  # ./dev bench passes every benchmark the same options
     args.jobs = args.jobs or (10 if args.quick else 50)
@@ -699,8 +825,11 @@ def main() -> None:
 
         import airflow_provider_xcompliance.hooks.compliance  # noqa: F401 - imported before any job exists
 
-        print(f"Airflow {airflow.__version__}, httpx {httpx.__version__}; emulator and triggerer in "
-              "processes of their own", flush=True)
+        print(
+            f"Airflow {airflow.__version__}, httpx {httpx.__version__}; emulator and triggerer in "
+            "processes of their own",
+            flush=True,
+        )
         print(flush=True)
         if args.part != 2:
             part1(args, work)

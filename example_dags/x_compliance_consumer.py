@@ -1,7 +1,6 @@
 """Runs whenever fresh tweet compliance results land (scheduled on their Asset)."""
 
 import pendulum
-
 from airflow.sdk import DAG, task
 
 from airflow_provider_xcompliance.operators.compliance import results_asset
@@ -21,7 +20,10 @@ with DAG(
         for asset, events in (triggering_asset_events or {}).items():
             for event in events:
                 summary = event.extra
-                print(f"{asset.uri}: {summary['lines']} results at {summary['path']}, by reason {summary['by_reason']}")
+                print(
+                    f"{asset.uri}: {summary['lines']} results at {summary['path']}, "
+                    f"by reason {summary['by_reason']}"
+                )
                 seen.append({"path": summary["path"], "lines": summary["lines"]})
         return seen
 

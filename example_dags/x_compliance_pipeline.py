@@ -9,11 +9,9 @@ and the results to decide what to delete or redact.
 import json
 import os
 
-import pendulum
-
 from airflow.sdk import DAG, ObjectStoragePath, task
 
-from airflow_provider_xcompliance.dags import compliance_task_group
+from airflow_provider_xcompliance.dags import compliance_task_group, weekly_schedule
 
 # Where IDs are read and results written by default: any object-storage URL
 # (file:///srv/compliance, s3://aws_default@bucket/compliance). Each run can override the paths.
@@ -23,8 +21,7 @@ RUN_DATA = DATA_URL + "/pipeline/{{ ds }}"
 
 with DAG(
     "x_compliance_pipeline",
-    schedule="@weekly",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    schedule=weekly_schedule(),  # Sundays 00:00 UTC; unpausing starts no run by itself
     catchup=False,
     max_active_runs=1,
     tags=["x-compliance", "example"],
@@ -64,9 +61,16 @@ with DAG(
     user_ids = export_ids.override(task_id="export_user_ids")(
         f"{DATA_URL}/ids/users.txt", f"{RUN_DATA}/user_ids.txt"
     )
-    tweets = compliance_task_group("tweets", f"{RUN_DATA}/tweet_ids.txt", f"{RUN_DATA}/results/", poll_interval=5)
-    users = compliance_task_group("users", f"{RUN_DATA}/user_ids.txt", f"{RUN_DATA}/results/", poll_interval=5)
+    tweets = compliance_task_group(
+        "tweets", f"{RUN_DATA}/tweet_ids.txt", f"{RUN_DATA}/results/", poll_interval=5
+    )
+    users = compliance_task_group(
+        "users", f"{RUN_DATA}/user_ids.txt", f"{RUN_DATA}/results/", poll_interval=5
+    )
 
     tweet_ids >> tweets
     user_ids >> users
-    apply(tweets.children["tweets_compliance.download"].output, users.children["users_compliance.download"].output)
+    apply(
+        tweets.children["tweets_compliance.download"].output,
+        users.children["users_compliance.download"].output,
+    )

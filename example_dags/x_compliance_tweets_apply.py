@@ -9,11 +9,9 @@ record by an HMAC keyed by the Airflow Variable ``x_compliance_audit_key``:
 
 import os
 
-import pendulum
-
 from airflow.sdk import DAG, Param
 
-from airflow_provider_xcompliance.dags import compliance_task_group
+from airflow_provider_xcompliance.dags import compliance_task_group, weekly_schedule
 from airflow_provider_xcompliance.operators.apply import XComplianceApplyToSqlOperator
 
 DATA_URL = os.environ.get("X_COMPLIANCE_DATA_URL", "file:///tmp/x-compliance").rstrip("/")
@@ -22,28 +20,51 @@ DOWNLOAD = "compliance.download"
 
 with DAG(
     "x_compliance_tweets_apply",
-    schedule="@weekly",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    schedule=weekly_schedule(),  # Sundays 00:00 UTC; unpausing starts no run by itself
     catchup=False,
     max_active_runs=1,
     tags=["x-compliance", "example"],
     description="Check the stored tweets with X and delete or geo-scrub them in the database",
     params={
-        "ids_path": Param(f"{DATA_URL}/ids/tweets.txt", type="string", minLength=1, title="IDs file",
-                          description="The stored tweet IDs, one per line: a path or object-storage URL."),
-        "results_path": Param(f"{DATA_URL}/results/tweets/", type="string", minLength=1, title="Results folder",
-                              description="Where the results land: a folder ending in / or an exact object URL."),
-        "sql_conn_id": Param("x_compliance_demo_db", type="string", minLength=1, title="Database connection",
-                             description="A SQL connection (PostgreSQL, SQLite, ...) to the table that holds the tweets."),
-        "table": Param("tweets", type="string", minLength=1, title="Tweets table",
-                       description="The table to delete flagged tweets from and geo-scrub."),
-        "dry_run": Param(False, type="boolean", title="Dry run",
-                         description="Report what would change and change nothing."),
+        "ids_path": Param(
+            f"{DATA_URL}/ids/tweets.txt",
+            type="string",
+            minLength=1,
+            title="IDs file",
+            description="The stored tweet IDs, one per line: a path or object-storage URL.",
+        ),
+        "results_path": Param(
+            f"{DATA_URL}/results/tweets/",
+            type="string",
+            minLength=1,
+            title="Results folder",
+            description="Where the results land: a folder ending in / or an exact object URL.",
+        ),
+        "sql_conn_id": Param(
+            "x_compliance_demo_db",
+            type="string",
+            minLength=1,
+            title="Database connection",
+            description="A SQL connection (PostgreSQL, SQLite, ...) to the table that holds the tweets.",
+        ),
+        "table": Param(
+            "tweets",
+            type="string",
+            minLength=1,
+            title="Tweets table",
+            description="The table to delete flagged tweets from and geo-scrub.",
+        ),
+        "dry_run": Param(
+            False, type="boolean", title="Dry run", description="Report what would change and change nothing."
+        ),
     },
 ) as dag:
     compliance = compliance_task_group(
-        "tweets", "{{ params.ids_path }}", "{{ params.results_path }}",
-        group_id="compliance", poll_interval=POLL_INTERVAL,
+        "tweets",
+        "{{ params.ids_path }}",
+        "{{ params.results_path }}",
+        group_id="compliance",
+        poll_interval=POLL_INTERVAL,
     )
     apply = XComplianceApplyToSqlOperator(
         task_id="apply",

@@ -2,9 +2,7 @@
 
 import os
 
-import pendulum
-
-from airflow_provider_xcompliance.dags import compliance_dag
+from airflow_provider_xcompliance.dags import compliance_dag, weekly_schedule
 
 # Where IDs are read and results written by default: any object-storage URL
 # (file:///srv/compliance, s3://aws_default@bucket/compliance). Each run can override the paths.
@@ -19,8 +17,7 @@ dag = compliance_dag(
     job_type="users",
     ids_path=f"{DATA_URL}/ids/users.txt",
     results_path=f"{DATA_URL}/results/users/",
-    schedule="@weekly",
+    schedule=weekly_schedule(),  # Sundays 00:00 UTC; unpausing starts no run by itself
     poll_interval=POLL_INTERVAL,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),  # unpausing runs the latest week at once
     description="Ask X which stored users were deleted, suspended, protected or deactivated",
 )

@@ -35,8 +35,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             tiers.add("unit" if item.path.parent.name == "unit" else "emulator")
         for tier in tiers:
             item.add_marker(tier)
-    # Tests of the stopped ./dev airflow run after every test that uses it running (stable order).
-    items.sort(key=lambda item: "stopped_dev_airflow" in getattr(item, "fixturenames", ()))
+
+    # The tests of ./dev airflow (one instance, started on first use) run last, one after the other,
+    # so that it does not idle beside the other tests; those of it stopped come at the very end.
+    def dev_airflow_phase(item: pytest.Item) -> int:
+        fixtures = getattr(item, "fixturenames", ())
+        return 2 if "stopped_dev_airflow" in fixtures else 1 if "dev_airflow" in fixtures else 0
+
+    items.sort(key=dev_airflow_phase)  # stable: the order within each phase is kept
 
 
 @pytest.fixture(scope="session")

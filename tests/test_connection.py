@@ -1,4 +1,5 @@
-"""The x_compliance connection: provider metadata, and every way Airflow can hold it."""
+"""The xcompliance connection: provider metadata, every way Airflow can hold it, and the old
+type name ``x_compliance``, which keeps working."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 
 import pytest
 
-from airflow_provider_xcompliance import get_provider_info
+from airflow_provider_xcompliance import CONNECTION_UI_BEHAVIOUR, get_provider_info
 from airflow_provider_xcompliance.emulator import XComplianceEmulator
 
 TOKEN = "conn-test-token/with+special=chars"
@@ -14,27 +15,68 @@ TOKEN = "conn-test-token/with+special=chars"
 CHECK = """
 from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
 hook = XComplianceHook(x_conn_id="x_compliance_default")
-print("RESULT", hook.test_connection(), hook.settings.base_url, hook.settings.timeout, hook.settings.max_retries)
+settings = hook.settings
+print("RESULT", hook.test_connection(), settings.base_url, settings.timeout, settings.max_retries)
+"""
+
+# As Airflow itself reads a connection: its type picks the hook (the UI's Test button does this).
+AIRFLOW_CHECK = """
+from airflow.models.connection import Connection
+conn = Connection.get_connection_from_secrets("x_compliance_default")
+print("HOOK", conn.conn_type, type(conn.get_hook()).__name__)
+print("RESULT", conn.test_connection())
 """
 
 
-def test_provider_metadata_declares_the_connection_form():
+def test_provider_metadata_declares_both_type_names_with_one_form():
     info = get_provider_info()
     assert info["package-name"] == "airflow-provider-xcompliance"
-    (connection,) = info["connection-types"]
-    assert connection["connection-type"] == "x_compliance"
-    assert connection["hook-class-name"] == "airflow_provider_xcompliance.hooks.compliance.XComplianceHook"
-    behaviour = connection["ui-field-behaviour"]
-    assert behaviour["relabeling"] == {"password": "Bearer token", "host": "API base URL"}
-    assert set(behaviour["hidden-fields"]) == {"schema", "port", "login"}
-    assert set(connection["conn-fields"]) == {"timeout", "max_retries", "max_rate_limit_wait"}
+    new, old = info["connection-types"]
+    assert (new["connection-type"], new["hook-name"]) == ("xcompliance", "X Compliance")
+    assert (old["connection-type"], old["hook-name"]) == (
+        "x_compliance",
+        "X Compliance (old type name x_compliance)",
+    )
+    assert new["hook-class-name"] == "airflow_provider_xcompliance.hooks.compliance.XComplianceHook"
+    assert old["hook-class-name"] == "airflow_provider_xcompliance.hooks.compliance.XComplianceOldTypeHook"
+    for connection in (new, old):
+        behaviour = connection["ui-field-behaviour"]
+        assert behaviour["relabeling"] == {"password": "Bearer token", "host": "API base URL"}
+        assert set(behaviour["hidden-fields"]) == {
+            "schema",
+            "login",
+        }  # the port is shown: the Test button needs it
+        assert behaviour["placeholders"]["port"] == "443"
+        assert set(connection["conn-fields"]) == {"timeout", "max_retries", "max_rate_limit_wait"}
+
+
+def test_hook_gives_the_3_1_ui_the_same_form_in_its_keys():
+    from airflow_provider_xcompliance.hooks.compliance import XComplianceHook, XComplianceOldTypeHook
+
+    assert XComplianceHook.conn_type == "xcompliance" and XComplianceOldTypeHook.conn_type == "x_compliance"
+    behaviour = XComplianceHook.get_ui_field_behaviour()
+    assert behaviour == {
+        "hidden_fields": CONNECTION_UI_BEHAVIOUR["hidden-fields"],
+        "relabeling": CONNECTION_UI_BEHAVIOUR["relabeling"],
+        "placeholders": CONNECTION_UI_BEHAVIOUR["placeholders"],
+    }
+    assert XComplianceOldTypeHook.get_ui_field_behaviour() == behaviour
 
 
 def test_airflow_lists_the_provider(airflow_env):
     providers = airflow_env.airflow("providers", "list", "-o", "json")
-    assert any(p["package_name"] == "airflow-provider-xcompliance" for p in json.loads(providers.stdout[providers.stdout.index("["):]))
+    assert any(
+        p["package_name"] == "airflow-provider-xcompliance"
+        for p in json.loads(providers.stdout[providers.stdout.index("[") :])
+    )
     hooks = airflow_env.airflow("providers", "hooks", "-o", "json")
-    assert "x_compliance" in hooks.stdout and "XComplianceHook" in hooks.stdout
+    listed = json.loads(hooks.stdout[hooks.stdout.index("[") :])
+    ours = {h["connection_type"]: h["class"] for h in listed if "xcompliance" in str(h.get("class"))}
+    assert ours == {
+        "xcompliance": "airflow_provider_xcompliance.hooks.compliance.XComplianceHook",
+        "x_compliance": "airflow_provider_xcompliance.hooks.compliance.XComplianceOldTypeHook",
+    }, listed
+    assert "Inconsistency" not in hooks.stdout
 
 
 @pytest.mark.parametrize("form", ["json", "uri", "uri-encoded-host", "secrets-backend"])
@@ -43,36 +85,108 @@ def test_connection_forms(airflow_env, tmp_path, form):
         host, port = emulator.base_url.removeprefix("http://").split(":")
         quoted = "conn-test-token%2Fwith%2Bspecial%3Dchars"
         if form == "json":
-            env = {"AIRFLOW_CONN_X_COMPLIANCE_DEFAULT": json.dumps({
-                "conn_type": "x_compliance", "host": emulator.base_url, "password": TOKEN,
-                "extra": {"timeout": 7, "max_retries": 2}})}
+            env = {
+                "AIRFLOW_CONN_X_COMPLIANCE_DEFAULT": json.dumps(
+                    {
+                        "conn_type": "xcompliance",
+                        "host": emulator.base_url,
+                        "password": TOKEN,
+                        "extra": {"timeout": 7, "max_retries": 2},
+                    }
+                )
+            }
         elif form == "uri":
-            env = {"AIRFLOW_CONN_X_COMPLIANCE_DEFAULT": f"x-compliance://:{quoted}@{host}:{port}/http?timeout=7&max_retries=2"}
+            env = {
+                "AIRFLOW_CONN_X_COMPLIANCE_DEFAULT": f"xcompliance://:{quoted}@{host}:{port}/http?timeout=7&max_retries=2"
+            }
         elif form == "uri-encoded-host":
-            env = {"AIRFLOW_CONN_X_COMPLIANCE_DEFAULT":
-                   f"x-compliance://:{quoted}@http%3A%2F%2F{host}%3A{port}?timeout=7&max_retries=2"}
+            env = {
+                "AIRFLOW_CONN_X_COMPLIANCE_DEFAULT": f"xcompliance://:{quoted}@http%3A%2F%2F{host}%3A{port}?timeout=7&max_retries=2"
+            }
         else:
             connections = tmp_path / "connections.json"
-            connections.write_text(json.dumps({"x_compliance_default": {
-                "conn_type": "x_compliance", "host": emulator.base_url, "password": TOKEN,
-                "extra": {"timeout": 7, "max_retries": 2}}}))
-            env = {"AIRFLOW__SECRETS__BACKEND": "airflow.secrets.local_filesystem.LocalFilesystemBackend",
-                   "AIRFLOW__SECRETS__BACKEND_KWARGS": json.dumps({"connections_file_path": str(connections)})}
+            connections.write_text(
+                json.dumps(
+                    {
+                        "x_compliance_default": {
+                            "conn_type": "xcompliance",
+                            "host": emulator.base_url,
+                            "password": TOKEN,
+                            "extra": {"timeout": 7, "max_retries": 2},
+                        }
+                    }
+                )
+            )
+            env = {
+                "AIRFLOW__SECRETS__BACKEND": "airflow.secrets.local_filesystem.LocalFilesystemBackend",
+                "AIRFLOW__SECRETS__BACKEND_KWARGS": json.dumps({"connections_file_path": str(connections)}),
+            }
         result = airflow_env.python(CHECK, env=env)
         seen = [entry for entry in emulator.request_log if entry[1] == "list_jobs"]
-    line = next((line for line in result.stdout.splitlines() if line.startswith("RESULT")), result.stdout[-2000:])
-    assert line.startswith(f"RESULT (True, 'Connected to {emulator.base_url}: 0 recent tweets compliance job(s)')"), line
+    line = next(
+        (line for line in result.stdout.splitlines() if line.startswith("RESULT")), result.stdout[-2000:]
+    )
+    assert line.startswith(
+        f"RESULT (True, 'Connected to {emulator.base_url}: 0 recent tweets compliance job(s)')"
+    ), line
     assert line.endswith(f"{emulator.base_url} 7.0 2")
     assert seen == [("GET", "list_jobs", 200)]
+    assert "RFC3986" not in result.stdout
+
+
+@pytest.mark.parametrize("form", ["json", "uri"])
+def test_old_type_name_still_loads_and_tests(airflow_env, tmp_path, form):
+    """Connections stored as ``x_compliance`` (or ``x-compliance://``, which Airflow reads as
+    ``x_compliance``) before the rename: Airflow finds their hook and tests them."""
+    with XComplianceEmulator(token=TOKEN, data_dir=tmp_path / "emu") as emulator:
+        host, port = emulator.base_url.removeprefix("http://").split(":")
+        quoted = "conn-test-token%2Fwith%2Bspecial%3Dchars"
+        conn = (
+            json.dumps({"conn_type": "x_compliance", "host": emulator.base_url, "password": TOKEN})
+            if form == "json"
+            else f"x-compliance://:{quoted}@{host}:{port}/http"
+        )
+        result = airflow_env.python(AIRFLOW_CHECK, env={"AIRFLOW_CONN_X_COMPLIANCE_DEFAULT": conn})
+    lines = [line for line in result.stdout.splitlines() if line.startswith(("HOOK", "RESULT"))]
+    assert lines == [
+        "HOOK x_compliance XComplianceOldTypeHook",
+        f"RESULT (True, 'Connected to {emulator.base_url}: 0 recent tweets compliance job(s)')",
+    ], result.stdout[-3000:]
+    assert "Inconsistency" not in result.stdout
+
+
+def test_new_type_name_loads_its_hook_without_warnings(airflow_env, tmp_path):
+    with XComplianceEmulator(token=TOKEN, data_dir=tmp_path / "emu") as emulator:
+        conn = json.dumps({"conn_type": "xcompliance", "host": emulator.base_url, "password": TOKEN})
+        result = airflow_env.python(AIRFLOW_CHECK, env={"AIRFLOW_CONN_X_COMPLIANCE_DEFAULT": conn})
+    lines = [line for line in result.stdout.splitlines() if line.startswith(("HOOK", "RESULT"))]
+    assert lines == [
+        "HOOK xcompliance XComplianceHook",
+        f"RESULT (True, 'Connected to {emulator.base_url}: 0 recent tweets compliance job(s)')",
+    ], result.stdout[-3000:]
+    assert "RFC3986" not in result.stdout and "Inconsistency" not in result.stdout
 
 
 def test_connection_test_reports_why_it_failed(airflow_env, tmp_path):
     with XComplianceEmulator(token=TOKEN, data_dir=tmp_path / "emu") as emulator:
-        env = {"AIRFLOW_CONN_X_COMPLIANCE_DEFAULT": json.dumps(
-            {"conn_type": "x_compliance", "host": emulator.base_url, "password": "not-the-token"})}
+        env = {
+            "AIRFLOW_CONN_X_COMPLIANCE_DEFAULT": json.dumps(
+                {"conn_type": "xcompliance", "host": emulator.base_url, "password": "not-the-token"}
+            )
+        }
         wrong_token = airflow_env.python(CHECK, env=env).stdout
-    assert "RESULT (False, \"HTTP 401 Unauthorized: check the bearer token (the connection's password)\")" in wrong_token and "not-the-token" not in wrong_token
-    env = {"AIRFLOW_CONN_X_COMPLIANCE_DEFAULT": json.dumps(
-        {"conn_type": "x_compliance", "host": "http://127.0.0.1:9", "password": TOKEN})}
+    assert (
+        'RESULT (False, "HTTP 401 Unauthorized: check the bearer token (the connection\'s password)")'
+        in wrong_token
+        and "not-the-token" not in wrong_token
+    )
+    env = {
+        "AIRFLOW_CONN_X_COMPLIANCE_DEFAULT": json.dumps(
+            {"conn_type": "xcompliance", "host": "http://127.0.0.1:9", "password": TOKEN}
+        )
+    }
     unreachable = airflow_env.python(CHECK, env=env).stdout
-    assert "RESULT (False, 'Cannot reach http://127.0.0.1:9: GET /2/compliance/jobs: ConnectionError')" in unreachable
+    assert (
+        "RESULT (False, 'Cannot reach http://127.0.0.1:9: GET /2/compliance/jobs: ConnectionError')"
+        in unreachable
+    )

@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
+import ssl
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
 import requests
-
 from airflow.sdk import BaseHook, ObjectStoragePath
 from airflow.sdk.log import mask_secret
 
-from airflow_provider_xcompliance import protocol
+from airflow_provider_xcompliance import (
+    CONNECTION_TYPE,
+    CONNECTION_UI_BEHAVIOUR,
+    DEFAULT_CONN_ID,
+    OLD_CONNECTION_TYPE,
+    protocol,
+)
 from airflow_provider_xcompliance.exceptions import (
     IdSourceError,
     JobEndedError,
@@ -46,18 +53,20 @@ IdSource = Location | Iterable[int | str]
 
 
 class XComplianceHook(BaseHook):
-    """Talks to X's batch compliance API with the bearer token of an ``x_compliance`` connection.
+    """Talks to X's batch compliance API with the bearer token of an ``xcompliance`` connection.
 
     Connection: password = bearer token, host = API base URL (default ``https://api.x.com``),
-    extras ``timeout`` (seconds per request), ``max_retries`` (for 5xx answers, dropped
-    connections and 429s) and ``max_rate_limit_wait`` (longest wait for a 429's reset, in seconds).
+    port (optional: added to a host that names none), extras ``timeout`` (seconds per request),
+    ``max_retries`` (for 5xx answers, dropped connections and 429s) and ``max_rate_limit_wait``
+    (longest wait for a 429's reset, in seconds). Connections of the old type ``x_compliance``
+    are read the same way.
 
-    :param x_conn_id: the ``x_compliance`` connection to use.
+    :param x_conn_id: the ``xcompliance`` connection to use.
     """
 
     conn_name_attr = "x_conn_id"
-    default_conn_name = "x_compliance_default"
-    conn_type = "x_compliance"
+    default_conn_name = DEFAULT_CONN_ID
+    conn_type = CONNECTION_TYPE
     hook_name = "X Compliance"
 
     def __init__(self, x_conn_id: str = default_conn_name, **kwargs: Any) -> None:
@@ -67,10 +76,10 @@ class XComplianceHook(BaseHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """The connection form for Airflow 3.1 (3.2+ reads it from the provider metadata)."""
-        from airflow_provider_xcompliance import CONNECTION_UI_BEHAVIOUR
-
-        return CONNECTION_UI_BEHAVIOUR
+        """The connection form for the Airflow 3.0/3.1 UIs, which read ``hidden_fields``,
+        ``relabeling`` and ``placeholders`` here (3.2+ read the provider info's ``hidden-fields``
+        style from ``__init__.py``, the one definition both come from)."""
+        return {key.replace("-", "_"): value for key, value in CONNECTION_UI_BEHAVIOUR.items()}
 
     # --- connection ---------------------------------------------------------------------
 
@@ -91,7 +100,9 @@ class XComplianceHook(BaseHook):
         """One cheap real call (list tweets jobs), no retries; used by the UI's Test button."""
         no_retries = protocol.RetryPolicy(max_retries=0, max_rate_limit_wait=0)
         try:
-            answer = self._call("GET", protocol.JOBS_PATH, params=protocol.list_jobs_params("tweets"), policy=no_retries)
+            answer = self._call(
+                "GET", protocol.JOBS_PATH, params=protocol.list_jobs_params("tweets"), policy=no_retries
+            )
         except XComplianceTransportError as exc:
             return False, f"Cannot reach {self.settings.base_url}: {exc}"
         except XComplianceAuthError as exc:
@@ -107,16 +118,19 @@ class XComplianceHook(BaseHook):
         """Create a job. If a retried POST conflicts with a job of the same name that this very
         call created (the first attempt got through, its answer was lost), that job is returned."""
         body = protocol.create_job_body(job_type, name, resumable)
-        started = datetime.now(timezone.utc)
+        started = datetime.now(UTC)
         try:
             return self._job(self._call("POST", protocol.JOBS_PATH, json=body))
         except XComplianceConflict:
-            existing = self.find_job(job_type, name) if name else None
-            if not (existing and existing.status == CREATED and existing.created_at
-                    and existing.created_at >= started - protocol.CLOCK_SKEW):
+            existing = (
+                protocol.own_job(self.list_jobs(job_type), name, created_after=started) if name else None
+            )
+            if existing is None or existing.status != CREATED:
                 raise
-            self.log.info("Job %s named %r was created by an earlier attempt of this call; using it", existing.id, name)
-            return existing
+            self.log.info(
+                "Job %s named %r was created by an earlier attempt of this call; using it", existing.id, name
+            )
+            return self.get_job(existing.id)  # fetched on its own: its signed URLs masked
 
     def get_job(self, job_id: str) -> ComplianceJob:
         return self._job(self._call("GET", protocol.job_path(job_id)))
@@ -124,22 +138,29 @@ class XComplianceHook(BaseHook):
     def list_jobs(self, job_type: str, status: str | None = None) -> list[ComplianceJob]:
         """Recent jobs of one type, newest first (an empty list when there are none)."""
         answer = self._call("GET", protocol.JOBS_PATH, params=protocol.list_jobs_params(job_type, status))
-        jobs = protocol.jobs_from_answer(answer)
-        for job in jobs:
-            self._mask_urls(job)
-        return jobs
+        # Not masked here: a listing is only searched (names, statuses), its URLs are never used
+        # or shown (repr and metadata() leave them out), and Airflow's masker recompiles one
+        # pattern of every secret on each new one, so masking a long listing cost seconds of
+        # CPU per call (11 s for 50 jobs). The job that is used comes from get_job, masked.
+        return protocol.jobs_from_answer(answer)
 
     def find_job(self, job_type: str, name: str) -> ComplianceJob | None:
         """The newest listed job of that type and name, or None."""
         return next((job for job in self.list_jobs(job_type) if job.name == name), None)
 
-    def _call(self, method: str, path: str, policy: protocol.RetryPolicy | None = None, **kwargs: Any) -> dict[str, Any]:
+    def _call(
+        self, method: str, path: str, policy: protocol.RetryPolicy | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
         settings = self.settings
         budget = (policy or settings.retry_policy).budget()
         while True:
             try:
                 response = self.session.request(
-                    method, settings.base_url + path, headers=settings.headers, timeout=settings.timeout, **kwargs
+                    method,
+                    settings.base_url + path,
+                    headers=settings.headers,
+                    timeout=settings.timeout,
+                    **kwargs,
                 )
                 self.last_rate_limit = protocol.parse_rate_limit(response.headers)
                 return protocol.read_api_answer(response.status_code, response.headers, response.content)
@@ -168,7 +189,9 @@ class XComplianceHook(BaseHook):
         settings = protocol.ConnectionSettings.from_connection(await self.aget_connection(self.x_conn_id))
         path = protocol.job_path(job_id)
         budget = settings.retry_policy.budget()
-        async with httpx.AsyncClient(timeout=settings.timeout, headers=settings.headers) as client:
+        async with httpx.AsyncClient(
+            timeout=settings.timeout, headers=settings.headers, verify=_ssl_context()
+        ) as client:
             while True:
                 try:
                     response = await client.get(settings.base_url + path)
@@ -189,7 +212,9 @@ class XComplianceHook(BaseHook):
     def transfers(self) -> SignedUrlClient:
         """Uploads and downloads through the job's signed URLs (no bearer token there)."""
         settings = self.settings
-        return SignedUrlClient(self.session, timeout=settings.timeout, policy=settings.retry_policy, log=self.log)
+        return SignedUrlClient(
+            self.session, timeout=settings.timeout, policy=settings.retry_policy, log=self.log
+        )
 
     def check_id_source(self, source: IdSource) -> None:
         """Raise :class:`IdSourceError` ("not found: ...") unless ``source`` can be read: called
@@ -199,7 +224,9 @@ class XComplianceHook(BaseHook):
             for _ in _source_blocks(path, size=1):
                 break
 
-    def upload_ids(self, job: ComplianceJob | str, source: IdSource, chunk_size: int = DEFAULT_CHUNK_SIZE) -> UploadReport:
+    def upload_ids(
+        self, job: ComplianceJob | str, source: IdSource, chunk_size: int = DEFAULT_CHUNK_SIZE
+    ) -> UploadReport:
         """Stream the IDs of ``source`` to the job's signed upload URL, validating every line.
 
         ``source`` is an ``ObjectStoragePath``, a URL (``s3://conn@bucket/ids.txt``), a local
@@ -219,8 +246,12 @@ class XComplianceHook(BaseHook):
         self._check_upload_window(job)
 
         name, blocks = _id_source(source)
-        self.log.info("Uploading IDs from %s to compliance job %s (%s upload)", name, job.id,
-                      "resumable" if job.resumable else "simple")
+        self.log.info(
+            "Uploading IDs from %s to compliance job %s (%s upload)",
+            name,
+            job.id,
+            "resumable" if job.resumable else "simple",
+        )
         what = f"The upload to compliance job {job.id}"
         normalizer = IdNormalizer(name)
         progress = Progress(self.log, f"Upload to job {job.id}", "IDs")
@@ -237,8 +268,8 @@ class XComplianceHook(BaseHook):
         except XComplianceStorageError as error:
             if error.code == "ExpiredToken":
                 raise UploadWindowExpired(
-                    f"The upload URL of compliance job {job.id} has expired (HTTP {error.status} {error.code}: "
-                    f"{error.details or error.message}): "
+                    f"The upload URL of compliance job {job.id} has expired "
+                    f"(HTTP {error.status} {error.code}: {error.details or error.message}): "
                     "create a new job and upload right away"
                 ) from None
             raise
@@ -278,6 +309,7 @@ class XComplianceHook(BaseHook):
         target = _results_target(destination, job)
         what = f"The download of compliance job {job.id}'s results"
         progress = Progress(self.log, f"Download of job {job.id}", "lines")
+
         def land(blocks: Iterator[bytes]) -> ResultsSummary:
             self.log.info("Downloading the results of compliance job %s to %s", job.id, target)
             summary = ResultsSummary(f"results of job {job.id}")
@@ -353,3 +385,20 @@ def _reporting(blocks: Iterator[bytes], normalizer: IdNormalizer, progress: Prog
     for block in blocks:
         yield block
         progress.update(normalizer.bytes_out, normalizer.ids)
+
+
+class XComplianceOldTypeHook(XComplianceHook):
+    """The hook of connections stored under the old type name ``x_compliance`` (before
+    ``xcompliance``): the same client, registered under the old name so they keep loading."""
+
+    conn_type = OLD_CONNECTION_TYPE
+    hook_name = "X Compliance (old type name x_compliance)"
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """One TLS context per process for the async client. Building one loads the CA bundle from
+    disk (about 60 ms here), which would block the triggerer's event loop on every poll."""
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())

@@ -103,9 +103,10 @@ class _JobCreating(_XComplianceOperator):
             dag_run = context.get("dag_run")
             created_after = getattr(dag_run, "run_after", None) or getattr(dag_run, "start_date", None)
         job = protocol.own_job(self.hook.list_jobs(self.job_type), self._job_name(context), created_after)
-        if job is not None:
-            self.log.info("Found job %s (%s) from an earlier try; using it", job.id, job.status)
-        return job
+        if job is None:
+            return None
+        self.log.info("Found job %s (%s) from an earlier try; using it", job.id, job.status)
+        return self.hook.get_job(job.id)  # fetched on its own: its signed URLs masked
 
     def _create(self, context: Any) -> ComplianceJob:
         name = self._job_name(context)

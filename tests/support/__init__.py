@@ -7,9 +7,7 @@ from .airflow_env import (
     AirflowEnv,
     DagRunResult,
     DagsTestTimeout,
-    aws_connection_env,
     connection_env,
-    connection_json,
 )
 from .ports import free_port, free_ports
 from .procs import die_with_parent, stop_process, venv_bin
@@ -21,9 +19,7 @@ __all__ = [
     "DagsTestTimeout",
     "SeaweedS3",
     "SeaweedStartError",
-    "aws_connection_env",
     "connection_env",
-    "connection_json",
     "die_with_parent",
     "free_port",
     "free_ports",

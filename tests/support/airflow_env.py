@@ -25,9 +25,8 @@ import json
 import os
 import sqlite3
 import subprocess
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +36,7 @@ __all__ = [
     "AirflowEnv",
     "DagRunResult",
     "DagsTestTimeout",
-    "aws_connection_env",
     "connection_env",
-    "connection_json",
 ]
 
 _MISSING: Any = object()
@@ -81,33 +78,9 @@ def connection_json(
 def connection_env(conn_id: str, conn_type: str, **fields: Any) -> dict[str, str]:
     """``{"AIRFLOW_CONN_<CONN_ID>": <json>}``; ``fields`` as in :func:`connection_json`.
 
-    Example: ``connection_env("x_compliance_default", "x_compliance", host=url, password=token)``.
+    Example: ``connection_env("x_compliance_default", "xcompliance", host=url, password=token)``.
     """
     return {f"AIRFLOW_CONN_{conn_id.upper()}": connection_json(conn_type, **fields)}
-
-
-def aws_connection_env(
-    conn_id: str,
-    endpoint_url: str,
-    *,
-    region_name: str = "us-east-1",
-    access_key: str = "any",
-    secret_key: str = "any",
-) -> dict[str, str]:
-    """An ``aws`` connection to an S3-compatible endpoint, for ``ObjectStoragePath("s3://<conn_id>@...")``.
-
-    The amazon provider's ``AwsConnectionWrapper`` takes the key pair from login/password first
-    (then ``extra.aws_access_key_id``/``aws_secret_access_key``), the endpoint from
-    ``extra.endpoint_url`` (or ``extra.service_config.s3.endpoint_url``) and the region from
-    ``extra.region_name``; its s3fs filesystem uses the same session and endpoint.
-    """
-    return connection_env(
-        conn_id,
-        "aws",
-        login=access_key,
-        password=secret_key,
-        extra={"endpoint_url": endpoint_url, "region_name": region_name},
-    )
 
 
 # ---------------------------------------------------------------------------- results
@@ -141,10 +114,7 @@ class DagRunResult:
     returncode: int
     output: str
     home: Path
-    command: list[str]
-    duration: float
     output_path: Path | None = None
-    _extra_log_dirs: list[Path] = field(default_factory=list, repr=False)
 
     # -- DB access
     @property
@@ -164,7 +134,9 @@ class DagRunResult:
         """The ``dag_run`` row (``conf`` decoded), or None when no run was created."""
         if self.run_id is None:
             return None
-        rows = self._query("SELECT * FROM dag_run WHERE dag_id = ? AND run_id = ?", (self.dag_id, self.run_id))
+        rows = self._query(
+            "SELECT * FROM dag_run WHERE dag_id = ? AND run_id = ?", (self.dag_id, self.run_id)
+        )
         if not rows:
             return None
         row = rows[0]
@@ -217,12 +189,9 @@ class DagRunResult:
         """``{task_id: state}`` for the unmapped task instances (map_index -1)."""
         return {r["task_id"]: r["state"] for r in self.task_instances() if r["map_index"] == -1}
 
-    def mapped_states(self, task_id: str) -> dict[int, str | None]:
-        """``{map_index: state}`` for one mapped task."""
-        return {r["map_index"]: r["state"] for r in self.task_instances() if r["task_id"] == task_id}
-
     def task_events(self, task_id: str, map_index: int = -1) -> list[dict[str, Any]]:
-        """This task's rows of the ``log`` (audit) table in time order: ``dttm``, ``event``, ``try_number``, ``extra``."""
+        """This task's rows of the ``log`` (audit) table in time order: ``dttm``, ``event``,
+        ``try_number``, ``extra``."""
         if self.run_id is None:
             return []
         return self._query(
@@ -288,11 +257,14 @@ class DagRunResult:
             r["value"] = _decode_json(r["value"])
         return rows
 
-    def xcom(self, task_id: str, key: str = "return_value", map_index: int = -1, default: Any = _MISSING) -> Any:
+    def xcom(
+        self, task_id: str, key: str = "return_value", map_index: int = -1, default: Any = _MISSING
+    ) -> Any:
         """The decoded XCom value; KeyError (or ``default``) when the task pushed none."""
         if self.run_id is not None:
             rows = self._query(
-                "SELECT value FROM xcom WHERE dag_id = ? AND run_id = ? AND task_id = ? AND key = ? AND map_index = ?",
+                "SELECT value FROM xcom "
+                "WHERE dag_id = ? AND run_id = ? AND task_id = ? AND key = ? AND map_index = ?",
                 (self.dag_id, self.run_id, task_id, key, map_index),
             )
             if rows:
@@ -312,7 +284,7 @@ class DagRunResult:
         if self.run_id is None:
             return []
         sql = (
-            "SELECT e.id, e.asset_id, a.name AS asset_name, a.uri AS asset_uri, a.\"group\" AS asset_group, "
+            'SELECT e.id, e.asset_id, a.name AS asset_name, a.uri AS asset_uri, a."group" AS asset_group, '
             "e.extra, e.source_task_id, e.source_dag_id, e.source_run_id, e.source_map_index, e.timestamp, "
             "e.partition_key FROM asset_event e JOIN asset a ON a.id = e.asset_id "
             "WHERE e.source_dag_id = ? AND e.source_run_id = ?"
@@ -332,12 +304,10 @@ class DagRunResult:
         files: set[Path] = set()
         if self.run_id is None:
             return []
-        for base in [self.home / "logs", *self._extra_log_dirs]:
-            pattern = str(base / "**" / "*")
-            for p in glob.glob(pattern, recursive=True):
-                path = Path(p)
-                if path.is_file() and f"dag_id={self.dag_id}" in p and self.run_id in p:
-                    files.add(path)
+        for p in glob.glob(str(self.home / "logs" / "**" / "*"), recursive=True):
+            path = Path(p)
+            if path.is_file() and f"dag_id={self.dag_id}" in p and self.run_id in p:
+                files.add(path)
         return sorted(files)
 
     def logs_text(self) -> str:
@@ -353,31 +323,21 @@ class DagRunResult:
 class AirflowEnv:
     """A temp AIRFLOW_HOME with a migrated SQLite DB, and helpers to run Airflow in it.
 
-    :param home: the AIRFLOW_HOME directory (created if missing).
-    :param dags_folder: default ``[core] dags_folder`` (each call may override it).
-    :param venv: the venv whose ``bin`` holds ``airflow``/``python`` (default: the one running the tests).
+    :param home: the AIRFLOW_HOME directory (created if missing); ``[core] dags_folder`` is its
+        ``dags`` folder unless a call names another. ``airflow`` and ``python`` are those of the
+        venv running the tests.
     """
 
-    def __init__(
-        self,
-        home: str | os.PathLike[str],
-        *,
-        dags_folder: str | os.PathLike[str] | None = None,
-        venv_bin_dir: str | os.PathLike[str] | None = None,
-        pycache_prefix: str | os.PathLike[str] | None = None,
-    ) -> None:
+    def __init__(self, home: str | os.PathLike[str]) -> None:
         self.home = Path(home).resolve()
         self.home.mkdir(parents=True, exist_ok=True)
-        self.dags_folder = Path(dags_folder).resolve() if dags_folder else self.home / "dags"
+        self.dags_folder = self.home / "dags"
         self.dags_folder.mkdir(parents=True, exist_ok=True)
-        self.bin = Path(venv_bin_dir) if venv_bin_dir else Path(venv_bin())
+        self.bin = Path(venv_bin())
         # Bytecode cache for the subprocesses (the calling environment may set
         # PYTHONDONTWRITEBYTECODE, and compiling Airflow from source costs ~5 s per process).
-        self.pycache_prefix = Path(
-            pycache_prefix or os.environ.get("PYTHONPYCACHEPREFIX") or (self.bin.parent / ".pycache")
-        )
+        self.pycache_prefix = Path(os.environ.get("PYTHONPYCACHEPREFIX") or (self.bin.parent / ".pycache"))
         self.migrated = False
-        self.migrate_seconds: float | None = None
         self._runs = 0
 
     # -- paths
@@ -394,7 +354,9 @@ class AirflowEnv:
         return str(self.bin / "python")
 
     # -- environment
-    def env(self, extra: Mapping[str, str] | None = None, *, dags_folder: str | os.PathLike[str] | None = None) -> dict[str, str]:
+    def env(
+        self, extra: Mapping[str, str] | None = None, *, dags_folder: str | os.PathLike[str] | None = None
+    ) -> dict[str, str]:
         """Environment for an Airflow subprocess.
 
         Starts from ``os.environ`` minus anything that could point Airflow or AWS elsewhere
@@ -402,9 +364,7 @@ class AirflowEnv:
         venv's ``bin`` first on PATH, then applies ``extra`` last (so it wins).
         """
         env = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in _STRIP_NAMES and not k.startswith(_STRIP_PREFIXES)
+            k: v for k, v in os.environ.items() if k not in _STRIP_NAMES and not k.startswith(_STRIP_PREFIXES)
         }
         env["PATH"] = os.pathsep.join([str(self.bin), env.get("PATH", "")]).rstrip(os.pathsep)
         env["VIRTUAL_ENV"] = str(self.bin.parent)
@@ -415,7 +375,9 @@ class AirflowEnv:
             {
                 "AIRFLOW_HOME": str(self.home),
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.db_path}",
-                "AIRFLOW__CORE__DAGS_FOLDER": str(Path(dags_folder).resolve() if dags_folder else self.dags_folder),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(
+                    Path(dags_folder).resolve() if dags_folder else self.dags_folder
+                ),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 # unit_test_mode would load Airflow's own unit_tests.cfg (its test DAG folder, a
                 # random fernet key per process, examples on): not wanted here.
@@ -432,10 +394,6 @@ class AirflowEnv:
             env.update({k: str(v) for k, v in extra.items()})
         return env
 
-    connection_env = staticmethod(connection_env)
-    aws_connection_env = staticmethod(aws_connection_env)
-    connection_json = staticmethod(connection_json)
-
     # -- running things
     def run(
         self,
@@ -444,47 +402,47 @@ class AirflowEnv:
         env: Mapping[str, str] | None = None,
         dags_folder: str | os.PathLike[str] | None = None,
         timeout: float = 300,
-        cwd: str | os.PathLike[str] | None = None,
-        input: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run a command in this Airflow environment; stdout and stderr merged into ``stdout``.
 
         On timeout the process group is killed and :class:`DagsTestTimeout` is raised.
         """
-        t0 = time.monotonic()
         proc = subprocess.Popen(
             args,
             env=self.env(env, dags_folder=dags_folder),
-            cwd=str(cwd or self.home),
-            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            cwd=str(self.home),
+            stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             errors="replace",
             start_new_session=True,
-            preexec_fn=die_with_parent,
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - only a prctl call
         )
         try:
-            out, _ = proc.communicate(input=input, timeout=timeout)
+            out, _ = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             stop_process(proc, 5, group=True)
             out, _ = proc.communicate()
             tail = "\n".join((out or "").splitlines()[-80:])
             raise DagsTestTimeout(
-                f"{' '.join(args[:4])} ... timed out after {timeout} s\n--- output (tail) ---\n{tail}", out or ""
+                f"{' '.join(args[:4])} ... timed out after {timeout} s\n--- output (tail) ---\n{tail}",
+                out or "",
             ) from None
         finally:
             if proc.poll() is None:  # e.g. KeyboardInterrupt while waiting
                 stop_process(proc, 5, group=True)
-        cp = subprocess.CompletedProcess(args, proc.returncode, out, None)
-        cp.duration = time.monotonic() - t0  # type: ignore[attr-defined]
-        return cp
+        return subprocess.CompletedProcess(args, proc.returncode, out, None)
 
-    def airflow(self, *args: str, env: Mapping[str, str] | None = None, timeout: float = 300, **kw: Any) -> subprocess.CompletedProcess[str]:
+    def airflow(
+        self, *args: str, env: Mapping[str, str] | None = None, timeout: float = 300, **kw: Any
+    ) -> subprocess.CompletedProcess[str]:
         """``<venv>/bin/airflow *args``."""
         return self.run([self.airflow_bin, *args], env=env, timeout=timeout, **kw)
 
-    def python(self, code: str, *, env: Mapping[str, str] | None = None, timeout: float = 300, **kw: Any) -> subprocess.CompletedProcess[str]:
+    def python(
+        self, code: str, *, env: Mapping[str, str] | None = None, timeout: float = 300, **kw: Any
+    ) -> subprocess.CompletedProcess[str]:
         """``<venv>/bin/python -c code`` in this Airflow environment (e.g. to use ObjectStoragePath)."""
         return self.run([self.python_bin, "-c", code], env=env, timeout=timeout, **kw)
 
@@ -496,12 +454,13 @@ class AirflowEnv:
         if cp.returncode != 0:
             raise RuntimeError(f"airflow db migrate failed ({cp.returncode}):\n{cp.stdout[-5000:]}")
         self.migrated = True
-        self.migrate_seconds = cp.duration  # type: ignore[attr-defined]
 
     def _max_run_pk(self, dag_id: str) -> int:
         conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=30)
         try:
-            row = conn.execute("SELECT COALESCE(MAX(id), 0) FROM dag_run WHERE dag_id = ?", (dag_id,)).fetchone()
+            row = conn.execute(
+                "SELECT COALESCE(MAX(id), 0) FROM dag_run WHERE dag_id = ?", (dag_id,)
+            ).fetchone()
             return int(row[0])
         finally:
             conn.close()
@@ -515,7 +474,6 @@ class AirflowEnv:
         timeout: float = 300,
         *,
         dag_file: str | os.PathLike[str] | None = None,
-        extra_args: list[str] | None = None,
     ) -> DagRunResult:
         """Run ``airflow dags test <dag_id> [-c <conf json>] [-f <dag_file>]`` and return the result.
 
@@ -530,7 +488,6 @@ class AirflowEnv:
             args += ["-c", json.dumps(conf)]
         if dag_file is not None:
             args += ["-f", str(Path(dag_file).resolve())]
-        args += list(extra_args or [])
         before = self._max_run_pk(dag_id)
         cp = self.run(args, env=env, dags_folder=folder, timeout=timeout)
         self._runs += 1
@@ -540,9 +497,12 @@ class AirflowEnv:
         out_path.write_text(cp.stdout)
         conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=30)
         try:
-            runs = [r[0] for r in conn.execute(
-                "SELECT run_id FROM dag_run WHERE dag_id = ? AND id > ? ORDER BY id", (dag_id, before)
-            )]
+            runs = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT run_id FROM dag_run WHERE dag_id = ? AND id > ? ORDER BY id", (dag_id, before)
+                )
+            ]
         finally:
             conn.close()
         run_id = None
@@ -555,8 +515,6 @@ class AirflowEnv:
             returncode=cp.returncode,
             output=cp.stdout,
             home=self.home,
-            command=args,
-            duration=cp.duration,  # type: ignore[attr-defined]
             output_path=out_path,
         )
 

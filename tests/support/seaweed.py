@@ -142,7 +142,7 @@ class SeaweedS3:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.base_dir / "master.toml").write_text(_MASTER_TOML)
 
-        self.ports = dict(zip(_PORT_NAMES, free_ports(len(_PORT_NAMES), self.host)))
+        self.ports = dict(zip(_PORT_NAMES, free_ports(len(_PORT_NAMES), self.host), strict=True))
         p = self.ports
         cmd = [
             weed_binary(),
@@ -181,7 +181,7 @@ class SeaweedS3:
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
             env=env,
-            preexec_fn=die_with_parent,
+            preexec_fn=die_with_parent,  # noqa: PLW1509 (set before any thread starts)
         )
         atexit.register(self.stop)
         try:
@@ -227,7 +227,7 @@ class SeaweedS3:
                 c.delete_object(Bucket=probe, Key="probe")
                 c.delete_bucket(Bucket=probe)
                 return
-            except Exception as e:  # noqa: BLE001 - keep polling until the deadline
+            except Exception as e:
                 last_error = e
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise SeaweedStartError(
