@@ -35,7 +35,8 @@ the largest seen over those runs. "vs curl" is the transfer's rate divided by th
 (0.50x = half curl's rate; above 1.00x is faster than curl). "client CPU" and "emu CPU" are the
 CPU seconds the client process (curl or the Python child) and the emulator process spent during
 the transfer, as a percentage of its wall time: an emulator near 100% is the bottleneck, not the
-client (it is one Python process, so about 100% is all it gets); a note under the table says so when that happens.
+client (it is one Python process, so about 100% is all it gets); a note under the table says so
+when that happens.
 
 A transfer that fails prints ``failed: <error>`` in its row and the benchmark goes on.
 Generated ID files are kept in ``.bench/`` and reused; everything else lives in a temporary
