@@ -56,11 +56,12 @@ def test_tweets_example_survives_every_recoverable_fault(airflow_env, tmp_path):
     generate_dataset(
         400_000, "tweets", data / "ids" / "tweets.txt", truth, seed=13
     )  # 8 MB: one chunk and a bit
+    # A 10 s job polled every second: enough job lookups for the profile's every-fourth 503.
     with XComplianceEmulator(
         token=TOKEN,
         data_dir=tmp_path / "emu",
         speed=60,
-        processing_seconds=120,
+        processing_seconds=600,
         ground_truth={"tweets": truth},
         fault_profile="all",
     ) as emulator:
