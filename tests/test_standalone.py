@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 import uuid
 from collections import Counter
@@ -45,6 +44,7 @@ from airflow_provider_xcompliance import __version__
 from airflow_provider_xcompliance.demo import DEMO_TOKEN, PARALLELISM
 from tests.support import SeaweedS3
 from tests.support.dev_airflow import DevAirflow, cmdline
+from tests.support.procs import listening_sockets
 
 DAG_ID = "x_compliance_tweets"
 CONSUMER_DAG_ID = "x_compliance_consumer"
@@ -77,35 +77,6 @@ def _environ(pid: int) -> bytes:
         return b""
 
 
-def _listening(pids: list[int]) -> list[tuple[int, str, int]]:
-    """(pid, address, port) of every listening TCP socket those processes hold (/proc/net/tcp{,6})."""
-    owner = {}
-    for pid in pids:
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                owner[target[8:-1]] = pid
-    found = []
-    for table, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
-        with open(f"/proc/net/{table}") as lines:
-            for line in list(lines)[1:]:
-                fields = line.split()
-                local, state, inode = fields[1], fields[3], fields[9]
-                if state != "0A" or inode not in owner:  # 0A: LISTEN
-                    continue
-                address, port = local.split(":")
-                raw = b"".join(bytes.fromhex(address[i : i + 8])[::-1] for i in range(0, len(address), 8))
-                found.append((owner[inode], socket.inet_ntop(family, raw), int(port, 16)))
-    return found
-
-
 # ---------------------------------------------------------------------------- the deployment
 def test_every_component_is_healthy_and_listens_on_loopback_only(dev_airflow: DevAirflow) -> None:
     health = dev_airflow.api("GET", "/api/v2/monitor/health")
@@ -114,7 +85,7 @@ def test_every_component_is_healthy_and_listens_on_loopback_only(dev_airflow: De
         for part in ("metadatabase", "scheduler", "triggerer", "dag_processor")
     )
     pids = [*dev_airflow.processes(), dev_airflow.proc.pid]  # Airflow, and the demo (the emulator)
-    sockets = _listening(pids)
+    sockets = listening_sockets(pids)
     everywhere = [
         (pid, cmdline(pid)[:80], address, port)
         for pid, address, port in sockets

@@ -49,7 +49,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -64,7 +63,7 @@ from .airflow_env import _STRIP_NAMES, _STRIP_PREFIXES
 from .dev_airflow import cmdline, processes_with_env
 from .ports import free_port
 from .postgres import PostgresServer, running_postgres
-from .procs import die_with_parent, stop_process, venv_bin
+from .procs import die_with_parent, listening_sockets, stop_process, venv_bin
 from .redis_server import RedisServer, running_redis
 from .seaweed import SeaweedS3
 
@@ -97,35 +96,6 @@ class Component:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
-
-
-def listening_sockets(pids: Iterable[int]) -> list[tuple[int, str, int]]:
-    """(pid, address, port) of every listening TCP socket those processes hold (/proc/net/tcp{,6})."""
-    owner = {}
-    for pid in pids:
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                owner[target[8:-1]] = pid
-    found = []
-    for table, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
-        with open(f"/proc/net/{table}") as lines:
-            for line in list(lines)[1:]:
-                fields = line.split()
-                local, state, inode = fields[1], fields[3], fields[9]
-                if state != "0A" or inode not in owner:  # 0A: LISTEN
-                    continue
-                address, port = local.split(":")
-                raw = b"".join(bytes.fromhex(address[i : i + 8])[::-1] for i in range(0, len(address), 8))
-                found.append((owner[inode], socket.inet_ntop(family, raw), int(port, 16)))
-    return found
 
 
 def proc_table() -> dict[int, tuple[int, int, int, int]]:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import socket
 import subprocess
 import sys
+from collections.abc import Iterable
 
-__all__ = ["die_with_parent", "stop_process", "venv_bin"]
+__all__ = ["die_with_parent", "listening_sockets", "stop_process", "venv_bin"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -54,3 +56,32 @@ def stop_process(proc: subprocess.Popen, timeout: float = 10.0, *, group: bool =
     except subprocess.TimeoutExpired:
         _send(signal.SIGKILL)
         return proc.wait(timeout=30)
+
+
+def listening_sockets(pids: Iterable[int]) -> list[tuple[int, str, int]]:
+    """(pid, address, port) of every listening TCP socket those processes hold (/proc/net/tcp{,6})."""
+    owner = {}
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                owner[target[8:-1]] = pid
+    found = []
+    for table, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
+        with open(f"/proc/net/{table}") as lines:
+            for line in list(lines)[1:]:
+                fields = line.split()
+                local, state, inode = fields[1], fields[3], fields[9]
+                if state != "0A" or inode not in owner:  # 0A: LISTEN
+                    continue
+                address, port = local.split(":")
+                raw = b"".join(bytes.fromhex(address[i : i + 8])[::-1] for i in range(0, len(address), 8))
+                found.append((owner[inode], socket.inet_ntop(family, raw), int(port, 16)))
+    return found
