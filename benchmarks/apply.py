@@ -79,7 +79,6 @@ import argparse
 import json
 import os
 import re
-import resource
 import shutil
 import subprocess
 import sys
@@ -88,11 +87,12 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from _measure import CLOCK_TICKS, best, cpu_self, one_line, parse_size, peak_mib, rss_mib
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / ".bench"
 DATA_VERSION = 1  # part of the generated files' names: bump it when the generators change
 CHILD_TIMEOUT = 3600  # seconds for one measurement before it is reported as failed
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 # The stored tweets: row i (1..rows) is created at T0 + (i - 1) * SPAN / rows (ms) and has the
 # snowflake ID ((created - TWEPOCH) << 22) | (i * 2654435761 mod 2**22), so IDs are 19 digits,
@@ -119,41 +119,11 @@ LOREM = (
 # --- helpers shared by the parent and the children -------------------------------------------
 
 
-def rss_mib() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def cpu_machine() -> float:
     """CPU seconds all processes of the machine have used so far (every core, not idle)."""
     with open("/proc/stat") as stat:
         fields = [int(f) for f in stat.readline().split()[1:]]
     return (sum(fields[:8]) - fields[3] - fields[4]) / CLOCK_TICKS  # all but idle and iowait
-
-
-def cpu_self() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def one_line(error: BaseException | str) -> str:
-    text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-    text = " ".join(str(text).split())
-    return text[:300] + ("…" if len(text) > 300 else "")
-
-
-def parse_size(text: str) -> int:
-    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmM]?)\s*", text.replace("_", "").replace(",", ""))
-    if not match:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 1M, 500k, 2000000)")
-    return int(float(match[1]) * {"": 1, "k": 1_000, "m": 1_000_000}[match[2].lower()])
 
 
 def label(count: int) -> str:
@@ -759,23 +729,6 @@ def measure_parquet(args, results: Path, expected: dict, work: Path, env: dict) 
 
 def how(runs: int) -> str:
     return f"best of {runs}" if runs > 1 else "1 run"
-
-
-def best(runs: list[dict]) -> tuple[dict | None, str]:
-    """The fastest successful run (peak RSS and growth: the largest over all runs), and a note
-    on failed runs."""
-    good = [run for run in runs if "error" not in run]
-    failed = [run["error"] for run in runs if "error" in run]
-    note = ""
-    if failed and good:
-        note = f"  ({len(failed)} of {len(runs)} runs failed: {failed[0]})"
-    if not good:
-        return None, failed[0] if failed else "not run"
-    top = dict(min(good, key=lambda run: run["seconds"]))
-    for key in ("peak_mib", "growth_mib"):
-        values = [run[key] for run in good if run.get(key) is not None]
-        top[key] = max(values) if values else None
-    return top, note
 
 
 NAME_WIDTH = 44

@@ -83,7 +83,6 @@ import json
 import math
 import os
 import platform
-import resource
 import signal
 import subprocess
 import sys
@@ -93,6 +92,8 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from _measure import cpu_of, cpu_self, one_line
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / ".bench"
@@ -105,7 +106,6 @@ DEFAULT_POLL = 60.0  # the operators' and the sensor's default poll_interval
 SETUP_ALLOWANCE = 60.0  # part 2: seconds of processing the setup of the jobs may use up
 TICK = 0.010
 ENDPOINTS = ("create_job", "list_jobs", "get_job")
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -117,29 +117,6 @@ def rss_bytes() -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     return 0
-
-
-def cpu_self() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def cpu_of(pid: int | None) -> float:
-    """CPU seconds (user + system, all threads) a process has used so far; 0 if unknown."""
-    if not pid:
-        return 0.0
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
-def one_line(error: BaseException | str) -> str:
-    text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-    text = " ".join(str(text).split())
-    return text[:300] + ("…" if len(text) > 300 else "")
 
 
 def percentile(values: list[float], share: float) -> float | None:

@@ -48,8 +48,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import resource
 import shutil
 import signal
 import subprocess
@@ -59,50 +57,16 @@ import time
 import urllib.request
 from pathlib import Path
 
+from _measure import best, cpu_of, cpu_self, one_line, parse_size, peak_mib, rss_mib
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / ".bench"
 TOKEN = "benchmark-token"
 JOB_TYPE = "tweets"
 CHILD_TIMEOUT = 900  # seconds for one transfer before it is reported as failed
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 # --- helpers shared by the parent and the children -------------------------------------------
-
-
-def rss_mib() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def cpu_self() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def cpu_of(pid: int | None) -> float:
-    """CPU seconds (user + system, all threads) a process has used so far; 0 if unknown."""
-    if not pid:
-        return 0.0
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
-def one_line(error: BaseException | str) -> str:
-    text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-    text = " ".join(str(text).split())
-    return text[:300] + ("…" if len(text) > 300 else "")
 
 
 # --- the children: one transfer each, timed in-process --------------------------------------
@@ -449,13 +413,6 @@ def ids_file(count: int) -> Path:
     return path
 
 
-def parse_size(text: str) -> int:
-    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmM]?)\s*", text.replace("_", "").replace(",", ""))
-    if not match:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 1M, 500k, 2000000)")
-    return int(float(match[1]) * {"": 1, "k": 1_000, "m": 1_000_000}[match[2].lower()])
-
-
 def label(count: int) -> str:
     return f"{count // 1_000_000}M" if count % 1_000_000 == 0 else f"{count:,}"
 
@@ -466,23 +423,6 @@ COLUMNS = (
     f"{'transfer':<29} {'IDs':>11} {'MB':>8} {'MB/s':>7} {'vs curl':>8} "
     f"{'peak RSS MiB':>12} {'RSS growth MiB':>14} {'client CPU':>10} {'emu CPU':>8}"
 )
-
-
-def best(runs: list[dict]) -> tuple[dict | None, str]:
-    """The fastest successful run (peak RSS and growth: the largest over all runs), and a note
-    on failed runs."""
-    good = [run for run in runs if "error" not in run]
-    failed = [run["error"] for run in runs if "error" in run]
-    note = ""
-    if failed and good:
-        note = f"  ({len(failed)} of {len(runs)} runs failed: {failed[0]})"
-    if not good:
-        return None, failed[0] if failed else "not run"
-    top = dict(min(good, key=lambda run: run["seconds"]))
-    for key in ("peak_mib", "growth_mib"):
-        values = [run[key] for run in good if run.get(key) is not None]
-        top[key] = max(values) if values else None
-    return top, note
 
 
 def row(name: str, count: int, runs: list[dict], baseline: dict | None, payload: int | None = None) -> str:
