@@ -13,7 +13,10 @@ TOKEN = "example-dags-token-93be11"
 
 DAGBAG = """
 import json
-from airflow.dag_processing.dagbag import DagBag
+try:
+    from airflow.dag_processing.dagbag import DagBag
+except ImportError:  # Airflow 3.1
+    from airflow.models.dagbag import DagBag
 bag = DagBag({folder!r})
 print("DAGBAG " + json.dumps({{
     "errors": {{path: str(error) for path, error in bag.import_errors.items()}},

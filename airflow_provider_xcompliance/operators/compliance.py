@@ -9,7 +9,8 @@ from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
-from airflow.sdk import Asset, BaseOperator, conf
+from airflow.providers.common.compat.sdk import conf
+from airflow.sdk import Asset, BaseOperator
 
 from airflow_provider_xcompliance import DEFAULT_CONN_ID, protocol
 from airflow_provider_xcompliance.exceptions import JobEndedError, XComplianceConflict, XComplianceError
@@ -171,7 +172,7 @@ class XComplianceUploadIdsOperator(_XComplianceOperator):
         if job.status != CREATED:
             self.log.info("Job %s is %s: its IDs were uploaded by an earlier try", job.id, job.status)
             return _already_uploaded(job, self.ids_path)
-        return self.hook.upload_ids(job, self.ids_path)
+        return self.hook.upload_ids(job, self.ids_path, keep_session=True)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """Input: the ID file. Output: the jobs of its type at X (``x-compliance://<API host>``,
@@ -228,7 +229,7 @@ class XComplianceSubmitJobOperator(_JobCreating):
                     raise
                 self._wait_for(blocker)
         if job.status == CREATED:
-            report = self.hook.upload_ids(job, self.ids_path)
+            report = self.hook.upload_ids(job, self.ids_path, keep_session=True)
         else:
             self.log.info("Job %s is %s: its IDs were uploaded by an earlier try", job.id, job.status)
             report = _already_uploaded(job, self.ids_path)

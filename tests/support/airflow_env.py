@@ -278,15 +278,15 @@ class DagRunResult:
         """Asset events emitted by this run: ``asset_event`` joined with ``asset``, ``extra`` decoded.
 
         Keys: ``id, asset_id, asset_name, asset_uri, asset_group, extra, source_task_id,
-        source_dag_id, source_run_id, source_map_index, timestamp, partition_key``.
+        source_dag_id, source_run_id, source_map_index, timestamp``.
         Filter by asset URI or name with ``uri_or_name``.
         """
         if self.run_id is None:
             return []
         sql = (
             'SELECT e.id, e.asset_id, a.name AS asset_name, a.uri AS asset_uri, a."group" AS asset_group, '
-            "e.extra, e.source_task_id, e.source_dag_id, e.source_run_id, e.source_map_index, e.timestamp, "
-            "e.partition_key FROM asset_event e JOIN asset a ON a.id = e.asset_id "
+            "e.extra, e.source_task_id, e.source_dag_id, e.source_run_id, e.source_map_index, e.timestamp "
+            "FROM asset_event e JOIN asset a ON a.id = e.asset_id "
             "WHERE e.source_dag_id = ? AND e.source_run_id = ?"
         )
         params: tuple = (self.dag_id, self.run_id)
@@ -383,6 +383,8 @@ class AirflowEnv:
                 # random fernet key per process, examples on): not wanted here.
                 "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+                # as the README advises: the operators and factories defer unless told otherwise
+                "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
                 "AIRFLOW__LOGGING__COLORED_CONSOLE_LOG": "False",
                 # no ~/.aws files, no EC2 metadata probing when a connection lacks credentials
                 "AWS_EC2_METADATA_DISABLED": "true",
