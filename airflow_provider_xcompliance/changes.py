@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple
 
 import msgspec
+from airflow.providers.common.compat.sdk import AirflowFailException
 
 from airflow_provider_xcompliance.exceptions import InvalidResultsError, XComplianceError
 from airflow_provider_xcompliance.models import JOB_TYPES
@@ -39,11 +40,11 @@ MAX_REASON_LENGTH = 64  # reasons are short words; a longer value is cut, never 
 MAX_LINE = 1024 * 1024  # a result line is ~150 bytes; a line-feed-free object is not JSON Lines
 
 
-class ApplyConfigError(XComplianceError):
+class ApplyConfigError(XComplianceError, AirflowFailException):
     """The apply task is configured wrongly (a missing table, column or key): nothing was changed."""
 
 
-class ApplyRefused(XComplianceError):
+class ApplyRefused(XComplianceError, AirflowFailException):
     """A safety guard refused the change (``max_delete_fraction``): nothing was changed."""
 
 

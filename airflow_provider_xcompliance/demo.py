@@ -143,6 +143,8 @@ def _airflow_env(
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
+        # the waits defer to the triggerer, as we advise for every deployment (README)
+        "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
         _conn_env_name(DEFAULT_CONN_ID): json.dumps(connection),
         _conn_env_name(DEMO_DB_CONN_ID): json.dumps({"conn_type": "sqlite", "host": str(database)}),
         "AIRFLOW_VAR_X_COMPLIANCE_AUDIT_KEY": DEMO_AUDIT_KEY,

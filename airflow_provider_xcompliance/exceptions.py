@@ -2,6 +2,10 @@
 
 Messages never contain the bearer token or a signed URL: they are built from the problem
 document, the job id and the status only.
+
+Errors that another try cannot mend (a refused token, a bad ID file, a spent usage cap, a job
+that ended ``failed``) are also ``AirflowFailException``s: the task fails at once instead of
+spending its retries. Transient ones (5xx, dropped connections, rate limits) keep the retries.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from airflow.providers.common.compat.sdk import AirflowException
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
 
 class XComplianceError(AirflowException):
@@ -41,11 +45,11 @@ class XComplianceAPIError(XComplianceError):
         super().__init__(text)
 
 
-class XComplianceAuthError(XComplianceAPIError):
+class XComplianceAuthError(XComplianceAPIError, AirflowFailException):
     """401/403: the bearer token is missing, wrong, or not allowed to use the endpoint."""
 
 
-class XComplianceInvalidRequest(XComplianceAPIError):
+class XComplianceInvalidRequest(XComplianceAPIError, AirflowFailException):
     """400: the request was malformed (bad job type, name too long, bad status filter...)."""
 
 
@@ -65,7 +69,7 @@ class XComplianceRateLimited(XComplianceAPIError):
         self.reset_at = reset_at
 
 
-class XComplianceUsageCapped(XComplianceAPIError):
+class XComplianceUsageCapped(XComplianceAPIError, AirflowFailException):
     """429 of type ``usage-capped``: the app's monthly or plan usage is spent. Unlike a rate
     limit, waiting for ``x-rate-limit-reset`` does not help, so nothing retries it."""
 
@@ -107,19 +111,19 @@ class XComplianceStorageUnavailable(XComplianceStorageError):
     """408, 429 or 5xx from storage: GCS asks clients to retry these with backoff."""
 
 
-class UploadWindowExpired(XComplianceError):
+class UploadWindowExpired(XComplianceError, AirflowFailException):
     """The job's upload URL is dead (15 minutes after creation): a new job is needed."""
 
 
-class IdSourceError(XComplianceError):
+class IdSourceError(XComplianceError, AirflowFailException):
     """The ID file cannot be read (missing, unreadable): reported before any job is created."""
 
 
-class IdSourceChanged(XComplianceError):
+class IdSourceChanged(XComplianceError, AirflowFailException):
     """The ID file changed while it was being uploaded: what was validated is not what is sent."""
 
 
-class InvalidIdError(XComplianceError):
+class InvalidIdError(XComplianceError, AirflowFailException):
     """A line of an ID file is not a tweet or user ID; says which file, which line and why."""
 
     def __init__(self, source: str, line_number: int, value: bytes | str, why: str = "") -> None:
@@ -146,9 +150,9 @@ class JobNotComplete(XComplianceError):
         super().__init__(text)
 
 
-class JobEndedError(JobNotComplete):
+class JobEndedError(JobNotComplete, AirflowFailException):
     """The job ended ``failed`` or ``expired``: waiting longer will not produce results."""
 
 
-class InvalidResultsError(XComplianceError):
+class InvalidResultsError(XComplianceError, AirflowFailException):
     """The downloaded results file is not the JSON Lines the API documents."""

@@ -325,6 +325,7 @@ class CeleryCluster:
                 "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.support.worker_name.hostname",
                 "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",  # as the README advises
                 "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
@@ -732,6 +733,11 @@ class CeleryCluster:
             f"{method} {path}: HTTP {response.status_code} (expected {expect}): {response.text[:2000]}"
         )
         return response.json() if response.content else None
+
+    def variables(self) -> dict[str, Any]:
+        """The Airflow Variables, by key, as the REST API shows them (secret ones masked)."""
+        listed = self.api("GET", "/api/v2/variables", params={"limit": 1000})
+        return {v["key"]: v.get("value") for v in listed["variables"]}
 
     def wait_parsed(self, dag_id: str, timeout: float = 180) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

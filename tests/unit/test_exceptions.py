@@ -1,0 +1,42 @@
+"""Which errors spend a task's retries and which fail it at once."""
+
+import pytest
+from airflow.providers.common.compat.sdk import AirflowFailException
+
+from airflow_provider_xcompliance import exceptions as xc
+from airflow_provider_xcompliance.changes import ApplyConfigError, ApplyRefused
+
+# Another try cannot mend these: the task fails without spending its retries.
+PERMANENT = [
+    xc.XComplianceAuthError(401, "Unauthorized"),
+    xc.XComplianceInvalidRequest(400, "Invalid Request"),
+    xc.XComplianceUsageCapped(429, "UsageCapExceeded"),
+    xc.UploadWindowExpired("the upload URL expired"),
+    xc.IdSourceError("The IDs file was not found: file:///x"),
+    xc.IdSourceChanged("changed"),
+    xc.InvalidIdError("file:///ids.txt", 3, b"12x"),
+    xc.JobEndedError("1", "failed", "boom"),
+    xc.InvalidResultsError("line 2: not JSON"),
+    ApplyConfigError("no table tweets"),
+    ApplyRefused("would delete 60 %"),
+]
+# These may pass: the task's retries are for them.
+TRANSIENT = [
+    xc.XComplianceServerError(503, "Service Unavailable"),
+    xc.XComplianceRateLimited(429, "Too Many Requests"),
+    xc.XComplianceTransportError("connection reset"),
+    xc.XComplianceStorageUnavailable(503, "ServiceUnavailable", "try again"),
+    xc.XComplianceConflict(409, "Conflict"),
+    xc.JobNotComplete("1", "in_progress"),
+]
+
+
+@pytest.mark.parametrize("error", PERMANENT, ids=lambda e: type(e).__name__)
+def test_permanent_errors_fail_the_task_at_once(error):
+    assert isinstance(error, AirflowFailException)
+    assert isinstance(error, xc.XComplianceError)  # still caught as the provider's errors
+
+
+@pytest.mark.parametrize("error", TRANSIENT, ids=lambda e: type(e).__name__)
+def test_transient_errors_keep_the_retries(error):
+    assert not isinstance(error, AirflowFailException)
