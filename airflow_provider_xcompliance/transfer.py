@@ -20,7 +20,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import requests
 from airflow.sdk.log import mask_secret
@@ -28,12 +28,16 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from airflow_provider_xcompliance import protocol
 from airflow_provider_xcompliance.exceptions import (
+    IdSourceChanged,
     XComplianceError,
     XComplianceStorageError,
     XComplianceStorageUnavailable,
     XComplianceTransportError,
 )
 from airflow_provider_xcompliance.storage import BLOCK_SIZE
+
+if TYPE_CHECKING:
+    from airflow_provider_xcompliance.upload_sessions import SessionKeeper
 
 GRANULE = 256 * 1024  # GCS keeps resumable uploads in whole units of this size
 DEFAULT_CHUNK_SIZE = 32 * GRANULE  # 8 MiB per resumable request
@@ -108,24 +112,69 @@ class SignedUrlClient:
     # --- resumable upload ---------------------------------------------------------------
 
     def upload_resumable(
-        self, upload_url: str, blocks: Iterable[bytes], what: str, chunk_size: int = DEFAULT_CHUNK_SIZE
+        self,
+        upload_url: str,
+        blocks: Iterable[bytes],
+        what: str,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        keeper: SessionKeeper | None = None,
     ) -> int:
-        """Start a session and send ``blocks`` through it in chunks; returns the bytes sent.
+        """Send ``blocks`` through a resumable session in chunks; returns the bytes of the upload.
 
         Only the start must fall inside the upload URL's 15 minutes: the session lives a week.
         The last chunk, the only one that says the total, is sent only once ``blocks`` ends
-        without an error, so a source that fails validation never completes the upload.
+        without an error, so a source that fails validation never completes the upload. With a
+        ``keeper``, a session an earlier try opened is resumed where it stands (``blocks`` are
+        still read and validated from the start, the bytes it holds are not sent again), and a
+        new session is handed to the keeper before its first chunk.
         """
         if chunk_size <= 0 or chunk_size % GRANULE:
             raise ValueError(f"chunk_size must be a positive multiple of {GRANULE} bytes")
         budget = self.policy.budget()
-        session_url = self._start_session(upload_url, what, budget)
-        offset = 0
+        session_url, offset = None, 0
+        if keeper is not None and keeper.session_url:
+            session_url, held = self._resume(keeper.session_url, what, budget)
+            if session_url and held is None:  # an earlier try completed it; its answer was lost
+                self.log.info("The upload session of an earlier try is already complete")
+                keeper.forget()
+                return sum(len(block) for block in blocks)
+            if session_url:
+                self.log.info("Resuming the upload session of an earlier try at byte %d", held)
+                blocks, offset = _skipped(blocks, held, what), held
+            else:
+                keeper.forget()
+        if session_url is None:
+            session_url = self._start_session(upload_url, what, budget)
+            if keeper is not None:
+                keeper.save(session_url)
         for chunk, last in _chunks(blocks, chunk_size):
             self._send_chunk(session_url, chunk, offset, last, budget, what)
             budget.progressed()  # the session holds the whole chunk
             offset += len(chunk)
+        if keeper is not None:
+            keeper.forget()
         return offset
+
+    def _resume(
+        self, session_url: str, what: str, budget: protocol.RetryBudget
+    ) -> tuple[str | None, int | None]:
+        """Ask a kept session what it holds: ``(url, bytes held)``, ``(url, None)`` when it is
+        complete, ``(None, 0)`` when the storage server no longer knows it."""
+        mask_url(session_url)
+        while True:
+            try:
+                response = self._send(
+                    "PUT", session_url, what, data=b"", headers={"Content-Range": "bytes */*"}
+                )
+                if response.status_code in (404, 410):
+                    error = self.refused(response, what)
+                    self.log.info(
+                        "The upload session of an earlier try is gone (%s); opening a new one", error
+                    )
+                    return None, 0
+                return session_url, self._session_state(response, what)
+            except protocol.TRANSIENT_ERRORS as error:
+                self._wait(budget, error)
 
     def _start_session(self, upload_url: str, what: str, budget: protocol.RetryBudget) -> str:
         # The URL is signed over exactly these three headers and their values.
@@ -356,6 +405,21 @@ class Chunk:
 
     def after(self, skip: int) -> Chunk:
         return Chunk(self.parts, self.skip + skip)
+
+
+def _skipped(blocks: Iterable[bytes], count: int, what: str) -> Iterator[bytes]:
+    """``blocks`` without their first ``count`` bytes (which a resumed session holds already)."""
+    for block in blocks:
+        if count >= len(block):
+            count -= len(block)
+            continue
+        yield block[count:] if count else block
+        count = 0
+    if count:
+        raise IdSourceChanged(
+            f"{what}: the upload session of an earlier try holds more bytes than the IDs now have: "
+            "the IDs file changed; upload it with a new job"
+        )
 
 
 def _chunks(blocks: Iterable[bytes], size: int) -> Iterator[tuple[Chunk, bool]]:

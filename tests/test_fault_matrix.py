@@ -5,14 +5,16 @@ One ``CeleryCluster`` for the module. Its DAGs folder holds one DAG of this modu
 example DAG's params, ``retries=2`` with a 3 s delay, and ``max_active_runs=10`` so runs of one
 job type contend for X's one-active-job rule). Each test starts runs of its own:
 
-1. a worker SIGKILLed while the submit task is in its upload: the retry finds the job its first
-   try created (one job for the run at X) and the results are right;
+1. a worker SIGKILLed while the submit task is in its upload, between two 8 MiB chunks: the
+   retry finds the job its first try created (one job for the run at X), resumes the upload
+   session from where it stands, after the job's upload window, and the results are right;
+   the same with no retries and a Clear of the failed run (``xc_fault_matrix_once``);
 2. a worker SIGKILLed while the download task is in its download: the retry lands exactly one,
    byte-exact results object; nothing partial is ever seen; the open multipart upload a killed
    try would leave (made by the test: the results are smaller than one part) is aborted;
 3. the triggerer restarted while the wait is deferred: the wait resumes, the run completes;
-4. 5xx bursts and dropped connections on the job lookup during the wait: no task fails or is
-   retried;
+4. 5xx bursts and dropped connections on the wait's job listing (the trigger's shared watch):
+   no task fails or is retried;
 5. ``CONTENDING_RUNS`` runs of one job type at once: all complete, one job per run, no 429.
 
 A SIGKILLed worker's Celery message would only come back after the broker's visibility timeout
@@ -38,10 +40,13 @@ from tests.support.postgres import PostgresServer
 pytestmark = pytest.mark.distributed
 
 DAG_ID = "xc_fault_matrix"
+ONCE_DAG_ID = "xc_fault_matrix_once"  # the same without retries: a failed run is Cleared
 SUBMIT, WAIT, DOWNLOAD = "compliance.submit", "compliance.wait", "compliance.download"
 RUN_TIMEOUT = 360
 # X runs the jobs one after the other: about 17 s a run here.
 CONTENDING_RUNS = 10
+# Twice the dataset's IDs, repeated to 10 MiB: two 8 MiB chunks, so a kill can land between them.
+BIG_IDS = "in/tweets-10mib.txt"
 
 DAG_SOURCE = textwrap.dedent(
     f'''
@@ -52,21 +57,23 @@ DAG_SOURCE = textwrap.dedent(
 
     from airflow_provider_xcompliance.dags import compliance_task_group
 
-    with DAG(
-        "{DAG_ID}",
-        schedule=None,
-        catchup=False,
-        max_active_runs=10,
-        default_args={{"retries": 2, "retry_delay": timedelta(seconds=3)}},
-        params={{"job_type": "tweets", "ids_path": "", "results_path": ""}},
-    ) as dag:
-        compliance_task_group(
-            job_type="{{{{ params.job_type }}}}",
-            ids_path="{{{{ params.ids_path }}}}",
-            results_path="{{{{ params.results_path }}}}",
-            group_id="compliance",
-            poll_interval=3.0,
-        )
+    for dag_id, retries in (("{DAG_ID}", 2), ("{ONCE_DAG_ID}", 0)):
+        with DAG(
+            dag_id,
+            schedule=None,
+            catchup=False,
+            max_active_runs=10,
+            default_args={{"retries": retries, "retry_delay": timedelta(seconds=3)}},
+            params={{"job_type": "tweets", "ids_path": "", "results_path": ""}},
+        ) as dag:
+            compliance_task_group(
+                job_type="{{{{ params.job_type }}}}",
+                ids_path="{{{{ params.ids_path }}}}",
+                results_path="{{{{ params.results_path }}}}",
+                group_id="compliance",
+                poll_interval=3.0,
+            )
+        globals()[dag_id] = dag
     '''
 )
 
@@ -84,11 +91,12 @@ def cluster(
         dags_folder=dags,
         emulator_options={
             "processing_seconds": 1200.0,  # 10 s in progress at speed 120
-            # X's 15-minute upload window is 7.5 s at speed 120: shorter than a killed task's
-            # heartbeat timeout and retry. 36000 emulated s are 5 real minutes: the window
-            # still outlasts the kill and the retry, as 15 minutes do against Airflow's defaults
-            # (300 s heartbeat timeout + 300 s retry delay) on a real deployment.
-            "upload_window_seconds": 36000.0,
+            # X's 15-minute upload window is 7.5 s at speed 120; 3600 emulated s are 30 real
+            # ones: room for an upload on a loaded machine, yet a killed upload's retry (after
+            # the 20 s heartbeat timeout) and a Clear come after it, as on a real deployment
+            # (300 s heartbeat timeout + 300 s retry delay against 15 minutes). They must resume
+            # the session: a new one can no longer be opened.
+            "upload_window_seconds": 3600.0,
         },
         extra_env={
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
@@ -98,21 +106,25 @@ def cluster(
         },
     ) as cluster:
         cluster.upload_ids("tweets", "in/tweets.txt")
+        ids = cluster.ids_file("tweets").read_bytes()
+        cluster.s3().put_object(Bucket=cluster.bucket, Key=BIG_IDS, Body=ids * -(-10 * 2**20 // len(ids)))
         yield cluster
 
 
 # ---------------------------------------------------------------------------- helpers
-def _trigger(cluster: CeleryCluster, name: str) -> tuple[str, str]:
+def _trigger(
+    cluster: CeleryCluster, name: str, ids: str = "in/tweets.txt", dag_id: str = DAG_ID
+) -> tuple[str, str]:
     conf = {
         "job_type": "tweets",
-        "ids_path": f"{cluster.data_url}/in/tweets.txt",
+        "ids_path": f"{cluster.data_url}/{ids}",
         "results_path": f"{cluster.data_url}/out/{name}/",
     }
-    return cluster.trigger(DAG_ID, conf), f"out/{name}/"
+    return cluster.trigger(dag_id, conf), f"out/{name}/"
 
 
-def _ti(cluster: CeleryCluster, run_id: str, task_id: str) -> dict[str, Any] | None:
-    response = cluster.request("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}")
+def _ti(cluster: CeleryCluster, run_id: str, task_id: str, dag_id: str = DAG_ID) -> dict[str, Any] | None:
+    response = cluster.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}")
     return response.json() if response.status_code == 200 else None
 
 
@@ -126,41 +138,45 @@ def _until(what: str, check: Any, timeout: float, cluster: CeleryCluster) -> Any
     raise AssertionError(f"not seen within {timeout} s: {what}\n{cluster.tails()}")
 
 
-def _diagnostics(cluster: CeleryCluster, run_id: str) -> str:
+def _diagnostics(cluster: CeleryCluster, run_id: str, dag_id: str = DAG_ID) -> str:
     parts = [
         f"--- {path.relative_to(cluster.home)} ---\n"
         + "\n".join(path.read_text(errors="replace").splitlines()[-30:])
-        for path in cluster.task_log_files(DAG_ID, run_id)
+        for path in cluster.task_log_files(dag_id, run_id)
     ]
     return "\n".join(parts) + "\n" + cluster.tails(30)
 
 
-def _assert_success(cluster: CeleryCluster, run_id: str, run: dict[str, Any]) -> None:
+def _assert_success(cluster: CeleryCluster, run_id: str, run: dict[str, Any], dag_id: str = DAG_ID) -> None:
     assert run["state"] == "success", (
-        f"{run_id}: {cluster.task_states(DAG_ID, run_id)}\n{_diagnostics(cluster, run_id)}"
+        f"{run_id}: {cluster.task_states(dag_id, run_id)}\n{_diagnostics(cluster, run_id, dag_id)}"
     )
 
 
-def _jobs_of_run(cluster: CeleryCluster, run_id: str) -> list[dict[str, Any]]:
+def _jobs_of_run(cluster: CeleryCluster, run_id: str, dag_id: str = DAG_ID) -> list[dict[str, Any]]:
     """The emulator's jobs whose name is the submit task's default name for this run."""
     import hashlib
 
-    key = f"{DAG_ID}\n{run_id}\n{SUBMIT}\n-1"
+    key = f"{dag_id}\n{run_id}\n{SUBMIT}\n-1"
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     return [j for j in cluster.emulator.jobs() if str(j.get("name", "")).endswith(f"-{digest}")]
 
 
-def _assert_results(cluster: CeleryCluster, run_id: str, prefix: str) -> str:
-    """The run's results are byte-exact what X served, the only object under ``prefix``."""
-    job_id = str(cluster.xcom(DAG_ID, run_id, SUBMIT))
-    summary = cluster.xcom(DAG_ID, run_id, DOWNLOAD)
+def _assert_results(
+    cluster: CeleryCluster, run_id: str, prefix: str, dag_id: str = DAG_ID, truth: bool = True
+) -> str:
+    """The run's results are byte-exact what X served, the only object under ``prefix``, and
+    (with ``truth``: the dataset's own IDs file) what the ground truth says."""
+    job_id = str(cluster.xcom(dag_id, run_id, SUBMIT))
+    summary = cluster.xcom(dag_id, run_id, DOWNLOAD)
     key = f"{prefix}tweets-{job_id}.jsonl"
     assert summary["path"] == f"{cluster.data_url}/{key}", summary
     landed = cluster.read_object(key)
     served = cluster.emulator.results_path(job_id).read_bytes()
     assert landed == served, f"{len(landed)} bytes landed, {len(served)} served"
-    expected = cluster.expected_results("tweets")
-    assert [json.loads(line) for line in landed.splitlines()] == expected
+    if truth:
+        expected = cluster.expected_results("tweets")
+        assert [json.loads(line) for line in landed.splitlines()] == expected
     assert [k for k in cluster.object_keys() if k.startswith(prefix)] == [key]
     return job_id
 
@@ -169,14 +185,14 @@ def _open_multipart_uploads(cluster: CeleryCluster) -> list[dict[str, Any]]:
     return cluster.s3().list_multipart_uploads(Bucket=cluster.bucket).get("Uploads", [])
 
 
-def _kill_worker_running(cluster: CeleryCluster, run_id: str, task_id: str) -> str:
+def _kill_worker_running(cluster: CeleryCluster, run_id: str, task_id: str, dag_id: str = DAG_ID) -> str:
     """SIGKILL the worker whose Celery pool runs ``task_id`` of the run now, start it again; its name."""
-    ti = _until(
-        f"{task_id} running with a hostname",
-        lambda: (t := _ti(cluster, run_id, task_id)) and t["state"] == "running" and t.get("hostname") and t,
-        120,
-        cluster,
-    )
+
+    def running() -> dict[str, Any] | None:
+        ti = _ti(cluster, run_id, task_id, dag_id)
+        return ti if ti and ti["state"] == "running" and ti.get("hostname") else None
+
+    ti = _until(f"{task_id} running with a hostname", running, 120, cluster)
     worker = ti["hostname"]
     assert worker in cluster.worker_names, ti
     active = json.dumps(cluster.celery_active().get(f"celery@{worker}", []))
@@ -188,27 +204,63 @@ def _kill_worker_running(cluster: CeleryCluster, run_id: str, task_id: str) -> s
 
 
 # ---------------------------------------------------------------------------- 1. kill mid-upload
-def test_worker_killed_mid_upload_retry_reuses_the_job(cluster: CeleryCluster) -> None:
+def _kill_between_chunks(cluster: CeleryCluster, name: str, dag_id: str) -> tuple[str, str]:
+    """Start a run on the 10 MiB IDs; SIGKILL its submit's worker once the first 8 MiB chunk is
+    stored, while the second is held at the storage server. The run id and results prefix."""
     cluster.emulator.clear_faults()
-    # The first upload request (the resumable session's start) hangs 30 s: the kill lands in it.
-    cluster.emulator.inject_fault("upload", "delay", seconds=30)
-    run_id, prefix = _trigger(cluster, "mid_upload")
-    _until("the delayed upload request taken", lambda: not cluster.emulator.pending_faults(), 120, cluster)
-    assert len(_jobs_of_run(cluster, run_id)) == 1
-    worker = _kill_worker_running(cluster, run_id, SUBMIT)
+    cluster.emulator.inject_fault("upload_session", "delay", seconds=30, skip=1)
+    run_id, prefix = _trigger(cluster, name, ids=BIG_IDS, dag_id=dag_id)
+    _until("the second chunk held", lambda: not cluster.emulator.pending_faults(), 120, cluster)
+    assert len(_jobs_of_run(cluster, run_id, dag_id)) == 1
+    _kill_worker_running(cluster, run_id, SUBMIT, dag_id)
+    return run_id, prefix
 
+
+def _assert_resumed(cluster: CeleryCluster, run_id: str, prefix: str, dag_id: str) -> None:
+    """One job for the run, complete and right; the last try found it and resumed its session
+    past the first chunk, after the upload window (no new session could be opened then)."""
+    submit = cluster.task_instance(dag_id, run_id, SUBMIT)
+    jobs = _jobs_of_run(cluster, run_id, dag_id)
+    assert len(jobs) == 1, f"jobs at X for this run: {jobs}"
+    assert jobs[0]["id"] == _assert_results(cluster, run_id, prefix, dag_id, truth=False)
+    events = [str(r.get("event")) for r in cluster.task_log(dag_id, run_id, SUBMIT, submit["try_number"])]
+    assert any("from an earlier try" in e for e in events), f"the job was not found again: {events}"
+    resumed = [e for e in events if "Resuming the upload session of an earlier try at byte" in e]
+    assert resumed and int(resumed[0].rsplit(" ", 1)[1]) >= 8 * 2**20, events
+    assert not any(name.startswith("x_compliance_upload_session") for name in cluster.variables()), (
+        "the kept session was not removed"
+    )
+
+
+def test_worker_killed_mid_upload_retry_resumes_the_session(cluster: CeleryCluster) -> None:
+    run_id, prefix = _kill_between_chunks(cluster, "mid_upload", DAG_ID)
     run = cluster.wait_runs([(DAG_ID, run_id)], RUN_TIMEOUT)[(DAG_ID, run_id)]
     _assert_success(cluster, run_id, run)
     submit = cluster.task_instance(DAG_ID, run_id, SUBMIT)
-    assert submit["try_number"] >= 2, f"the kill of {worker} did not cost the submit a try: {submit}"
-    jobs = _jobs_of_run(cluster, run_id)
-    assert len(jobs) == 1, f"jobs at X for this run: {jobs}"
-    job_id = _assert_results(cluster, run_id, prefix)
-    assert jobs[0]["id"] == job_id
-    assert any(
-        "from an earlier try" in str(r.get("event"))
-        for r in cluster.task_log(DAG_ID, run_id, SUBMIT, submit["try_number"])
-    ), "the retry did not say it found the earlier try's job"
+    assert submit["try_number"] >= 2, f"the kill did not cost the submit a try: {submit}"
+    _assert_resumed(cluster, run_id, prefix, DAG_ID)
+
+
+def test_worker_killed_mid_upload_then_cleared_resumes_the_session(cluster: CeleryCluster) -> None:
+    run_id, prefix = _kill_between_chunks(cluster, "mid_upload_cleared", ONCE_DAG_ID)
+    run = cluster.wait_runs([(ONCE_DAG_ID, run_id)], RUN_TIMEOUT)[(ONCE_DAG_ID, run_id)]
+    assert run["state"] == "failed", cluster.task_states(ONCE_DAG_ID, run_id)
+    cluster.api(
+        "POST",
+        f"/api/v2/dags/{ONCE_DAG_ID}/clearTaskInstances",
+        json={
+            "dry_run": False,
+            "dag_run_id": run_id,
+            "task_ids": [SUBMIT],
+            "include_downstream": True,
+            "only_failed": False,
+            "reset_dag_runs": True,
+        },
+    )
+    _until("the run queued again", lambda: cluster.run(ONCE_DAG_ID, run_id)["state"] != "failed", 60, cluster)
+    run = cluster.wait_runs([(ONCE_DAG_ID, run_id)], RUN_TIMEOUT)[(ONCE_DAG_ID, run_id)]
+    _assert_success(cluster, run_id, run, ONCE_DAG_ID)
+    _assert_resumed(cluster, run_id, prefix, ONCE_DAG_ID)
 
 
 # ---------------------------------------------------------------------------- 2. kill mid-download
@@ -298,12 +350,12 @@ def test_lookup_5xx_and_drops_while_waiting(cluster: CeleryCluster) -> None:
         {"kind": "drop", "times": 1},
         {"kind": "status", "status": 504, "times": 2},
     ):
-        cluster.emulator.inject_fault("get_job", **fault)
+        cluster.emulator.inject_fault("list_jobs", **fault)  # the wait's shared watch lists the jobs
     run = cluster.wait_runs([(DAG_ID, run_id)], RUN_TIMEOUT)[(DAG_ID, run_id)]
     _assert_success(cluster, run_id, run)
     assert not cluster.emulator.pending_faults(), "the faults were not all met"
     lookups = [
-        status for _, endpoint, status in cluster.emulator.request_log[before:] if endpoint == "get_job"
+        status for _, endpoint, status in cluster.emulator.request_log[before:] if endpoint == "list_jobs"
     ]
     assert sum(1 for s in lookups if s >= 500 or s == 0) == 11, lookups
     tis = cluster.task_instances(DAG_ID, run_id)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
+import logging
 import re
 import time
 from urllib.parse import urlsplit
@@ -18,7 +19,9 @@ from airflow_provider_xcompliance.exceptions import (
     XComplianceStorageError,
     XComplianceUsageCapped,
 )
+from airflow_provider_xcompliance.storage import to_path
 from airflow_provider_xcompliance.transfer import GRANULE
+from airflow_provider_xcompliance.upload_sessions import VariableSessionKeeper, source_version
 from tests.test_hook import TOKEN, connect, count_requests, wait_until_done
 
 
@@ -222,3 +225,85 @@ def test_a_refused_signed_url_shows_code_and_details_not_the_url(hook):
     ) as caught:
         hook.upload_ids(forged, ["1"])
     assert "X-Goog-Signature" not in str(caught.value) and "http" not in str(caught.value)
+
+
+# --------------------------------------------------------------- a session kept between tries
+@pytest.fixture
+def variables(monkeypatch):
+    """Airflow's Variables as a task reaches them (through the Execution API), kept in a dict:
+    a task's API is not at hand in this tier. The distributed tier's fault matrix runs the real
+    ones (tests/test_fault_matrix.py)."""
+    from airflow.sdk import Variable
+
+    store: dict[str, str] = {}
+    monkeypatch.setattr(Variable, "get", lambda key, default=None, **_: store.get(key, default))
+    monkeypatch.setattr(Variable, "set", lambda key, value, **_: store.__setitem__(key, value))
+    monkeypatch.setattr(Variable, "delete", lambda key: store.pop(key, None))
+    return store
+
+
+def _first_try_dies_after_one_chunk(monkeypatch, emulator, ids, variables):
+    """The first try stores one 512 KiB chunk, then its connection drops and it gives up (as a
+    killed worker would); the session stays kept. Returns the job and the kept Variable."""
+    hook = connect(monkeypatch, emulator, max_retries=0)
+    job = hook.create_job("tweets", resumable=True)
+    emulator.inject_fault("upload_session", "drop", skip=1)
+    with pytest.raises(Exception, match="request failed"):
+        hook.upload_ids(job, ids, chunk_size=2 * GRANULE, keep_session=True)
+    assert list(variables) == [f"x_compliance_upload_session_secret_{job.id}"]
+    return job, next(iter(variables.values()))
+
+
+def test_a_later_try_resumes_the_session_an_earlier_one_kept(monkeypatch, emulator, tmp_path, variables):
+    ids = tmp_path / "ids.txt"
+    ids.write_bytes(ID_LINES)
+    job, kept = _first_try_dies_after_one_chunk(monkeypatch, emulator, ids, variables)
+    assert "upload_id" not in kept and emulator.base_url not in kept  # encrypted
+    starts_before = len(requests_to(emulator, "upload"))
+    chunks_before = len(requests_to(emulator, "upload_session"))
+
+    report = connect(monkeypatch, emulator).upload_ids(job.id, ids, chunk_size=2 * GRANULE, keep_session=True)
+    assert report["bytes"] == len(ID_LINES) and report["ids"] == 60_000
+    assert emulator.submission_path(job.id).read_bytes() == ID_LINES
+    assert len(requests_to(emulator, "upload")) == starts_before  # no new session was opened
+    # one status query, then the 1.2 MB less the 512 KiB held, in 512 KiB chunks: two requests
+    assert [s for _, s in requests_to(emulator, "upload_session")][chunks_before:] == [308, 308, 200]
+    assert variables == {}  # forgotten once complete
+
+
+def test_a_session_is_not_resumed_into_a_changed_ids_file(monkeypatch, emulator, tmp_path, variables):
+    ids = tmp_path / "ids.txt"
+    ids.write_bytes(ID_LINES)
+    job, _ = _first_try_dies_after_one_chunk(monkeypatch, emulator, ids, variables)
+    changed = ID_LINES[: len(ID_LINES) // 2]
+    ids.write_bytes(changed)
+    starts_before = len(requests_to(emulator, "upload"))
+    connect(monkeypatch, emulator).upload_ids(job.id, ids, chunk_size=2 * GRANULE, keep_session=True)
+    assert len(requests_to(emulator, "upload")) == starts_before + 1  # a new session
+    assert emulator.submission_path(job.id).read_bytes() == changed
+    assert variables == {}
+
+
+def test_a_kept_session_that_is_gone_is_replaced(monkeypatch, emulator, tmp_path, variables):
+    ids = tmp_path / "ids.txt"
+    ids.write_bytes(ID_LINES)
+    hook = connect(monkeypatch, emulator)
+    job = hook.create_job("tweets", resumable=True)
+    # the job's own upload URL with a session id the storage server never gave out
+    gone = job.upload_url.split("?")[0] + "?upload_id=never-existed"
+    VariableSessionKeeper(job.id, TOKEN, source_version(to_path(ids)), hook.log).save(gone)
+    hook.upload_ids(job, ids, chunk_size=2 * GRANULE, keep_session=True)
+    assert emulator.submission_path(job.id).read_bytes() == ID_LINES
+    assert ("upload_session", 404) in requests_to(emulator, "upload_session")
+    assert variables == {}
+
+
+def test_a_kept_session_cannot_be_read_without_the_bearer_token(tmp_path, variables):
+    log = logging.getLogger("test")
+    VariableSessionKeeper("7", "the token", "ids|1|a", log).save("https://storage/s?upload_id=abc")
+    assert (
+        VariableSessionKeeper("7", "the token", "ids|1|a", log).session_url
+        == "https://storage/s?upload_id=abc"
+    )
+    assert VariableSessionKeeper("7", "another token", "ids|1|a", log).session_url is None
+    assert VariableSessionKeeper("7", "the token", "ids|2|b", log).session_url is None  # another file

@@ -262,10 +262,12 @@ class XComplianceEmulator:
         times: int = 1,
         after_bytes: int | None = None,
         reset_seconds: float = 1.0,
+        skip: int = 0,
     ) -> Fault:
         """Make the next ``times`` requests to ``endpoint`` fail (see ``faults`` module). Kinds:
         ``status``, ``drop``, ``delay``, ``usage_cap`` (API endpoints), ``partial_chunk`` and
-        ``lose_final_answer`` (``upload_session``), ``no_such_key`` (``download``)."""
+        ``lose_final_answer`` (``upload_session``), ``no_such_key`` (``download``). The first
+        ``skip`` matching requests go through untouched."""
         return self._require_state().faults.add(
             endpoint,
             kind,
@@ -274,6 +276,7 @@ class XComplianceEmulator:
             times=times,
             after_bytes=after_bytes,
             reset_seconds=reset_seconds,
+            skip=skip,
         )
 
     @property

@@ -25,6 +25,9 @@ failures in front of the service):
     headers and that many bytes of the body before closing, i.e. a truncated download.
 ``delay``
     Sleep ``seconds`` (real seconds), then answer normally.
+
+Any fault may first let ``skip`` matching requests through (CLI ``@SKIP``): for instance
+``upload_session:delay:30@1`` holds the second chunk of an upload, once the first is stored.
 ``usage_cap`` (API endpoints only)
     Answer 429 with X's usage-capped problem (``USAGE_CAPPED_BODY``) and the endpoint's
     rate-limit headers, like ``usage_capped=True`` does for every API request.
@@ -127,6 +130,7 @@ class Fault:
     after_bytes: int | None = None
     times: int = 1
     reset_seconds: float = 1.0
+    skip: int = 0
 
     def matches(self, endpoint: str) -> bool:
         if self.endpoint == endpoint:
@@ -143,6 +147,7 @@ def make_fault(
     times: int = 1,
     after_bytes: int | None = None,
     reset_seconds: float = 1.0,
+    skip: int = 0,
 ) -> Fault:
     """Validate the arguments of a fault; raises ``ValueError``."""
     if endpoint not in ENDPOINTS:
@@ -161,6 +166,8 @@ def make_fault(
         raise ValueError("after_bytes must not be negative")
     if reset_seconds < 0:
         raise ValueError("reset_seconds must not be negative")
+    if not isinstance(skip, int) or isinstance(skip, bool) or skip < 0:
+        raise ValueError("skip must be a non-negative integer")
     return Fault(
         endpoint,
         kind,
@@ -169,6 +176,7 @@ def make_fault(
         after_bytes,
         times,
         float(reset_seconds),
+        skip,
     )
 
 
@@ -206,10 +214,13 @@ class FaultInjector:
         with self._lock:
             for i, fault in enumerate(self._faults):
                 if fault.matches(endpoint) and (kinds is None or fault.kind in kinds):
+                    if fault.skip:  # this request goes through; a later one gets the fault
+                        fault.skip -= 1
+                        return None
                     fault.times -= 1
                     if fault.times <= 0:
                         del self._faults[i]
-                    return Fault(**{**vars(fault), "times": 1})
+                    return Fault(**{**vars(fault), "times": 1, "skip": 0})
         return None
 
     def front(self, endpoint: str) -> Fault | None:
@@ -243,23 +254,26 @@ def _all_profile_front(endpoint: str, n: int) -> Fault | None:
 
 _SPEC = re.compile(
     r"^(?P<endpoint>[a-z_]+):(?P<kind>[a-z_]+?)(?::(?P<arg>[0-9]+(?:\.[0-9]*)?))?"
-    r"(?:x(?P<times>[0-9]+))?$"
+    r"(?:x(?P<times>[0-9]+))?(?:@(?P<skip>[0-9]+))?$"
 )
 
 
 def parse_fault_spec(spec: str) -> dict:
-    """Parse the CLI form ``ENDPOINT:KIND[:ARG][xTIMES]`` into keyword arguments of
+    """Parse the CLI form ``ENDPOINT:KIND[:ARG][xTIMES][@SKIP]`` into keyword arguments of
     ``make_fault``: ARG is the status for ``status``, seconds for ``delay``, after_bytes for
-    ``drop``; the other kinds take none. Examples: ``get_job:status:503x2``,
+    ``drop``; the other kinds take none; SKIP requests go through first. Examples:
+    ``get_job:status:503x2``, ``upload_session:delay:30@1``,
     ``upload:drop:300000``, ``create_job:delay:2``, ``download:no_such_keyx3``,
     ``upload_session:partial_chunk``, ``get_job:usage_cap``."""
     m = _SPEC.match(spec.strip())
     if not m:
-        raise ValueError(f"bad fault {spec!r}: expected ENDPOINT:KIND[:ARG][xTIMES]")
+        raise ValueError(f"bad fault {spec!r}: expected ENDPOINT:KIND[:ARG][xTIMES][@SKIP]")
     kind, arg = m["kind"], m["arg"]
     kwargs: dict = {"endpoint": m["endpoint"], "kind": kind}
     if m["times"] is not None:
         kwargs["times"] = int(m["times"])
+    if m["skip"] is not None:
+        kwargs["skip"] = int(m["skip"])
     if kind == "status":
         if arg is None or "." in arg:
             raise ValueError(f"bad fault {spec!r}: a status fault needs an integer status")

@@ -48,6 +48,7 @@ from airflow_provider_xcompliance.transfer import (
     mask_url,
     read_ahead,
 )
+from airflow_provider_xcompliance.upload_sessions import VariableSessionKeeper, source_version
 
 IdSource = Location | Iterable[int | str]
 
@@ -183,23 +184,29 @@ class XComplianceHook(BaseHook):
 
     async def aget_job(self, job_id: str) -> ComplianceJob:
         """``get_job`` for the triggerer's event loop: same parsing, same retry policy, no blocking."""
+        # No signed URL leaves the trigger (events carry job.metadata()), so nothing to mask.
+        return protocol.job_from_answer(await self._acall(protocol.job_path(job_id)))
+
+    async def alist_jobs(self, job_type: str) -> list[ComplianceJob]:
+        """``list_jobs`` for the triggerer's event loop (not masked, as ``list_jobs``)."""
+        return protocol.jobs_from_answer(
+            await self._acall(protocol.JOBS_PATH, protocol.list_jobs_params(job_type))
+        )
+
+    async def _acall(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
         import httpx
 
         # Airflow masks the connection's password as it hands it over; nothing here logs it.
         settings = protocol.ConnectionSettings.from_connection(await self.aget_connection(self.x_conn_id))
-        path = protocol.job_path(job_id)
         budget = settings.retry_policy.budget()
         async with httpx.AsyncClient(
             timeout=settings.timeout, headers=settings.headers, verify=_ssl_context()
         ) as client:
             while True:
                 try:
-                    response = await client.get(settings.base_url + path)
+                    response = await client.get(settings.base_url + path, params=params)
                     self.last_rate_limit = protocol.parse_rate_limit(response.headers)
-                    # No signed URL leaves the trigger (events carry job.metadata()), so nothing to mask.
-                    return protocol.job_from_answer(
-                        protocol.read_api_answer(response.status_code, response.headers, response.content)
-                    )
+                    return protocol.read_api_answer(response.status_code, response.headers, response.content)
                 except httpx.TransportError as exc:
                     error: Exception = XComplianceTransportError(f"GET {path}: {type(exc).__name__}")
                 except XComplianceError as exc:
@@ -225,7 +232,11 @@ class XComplianceHook(BaseHook):
                 break
 
     def upload_ids(
-        self, job: ComplianceJob | str, source: IdSource, chunk_size: int = DEFAULT_CHUNK_SIZE
+        self,
+        job: ComplianceJob | str,
+        source: IdSource,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        keep_session: bool = False,
     ) -> UploadReport:
         """Stream the IDs of ``source`` to the job's signed upload URL, validating every line.
 
@@ -236,6 +247,10 @@ class XComplianceHook(BaseHook):
         the last chunk goes out only after the last line passed. Simple jobs get one ``PUT``
         with a ``Content-Length``: the IDs are validated into a spool file in the task's
         temporary directory first, so nothing is sent unless every line passed.
+
+        With ``keep_session`` (the operators set it; it needs a running task), a resumable
+        session is kept, encrypted, in an Airflow Variable, and a later try with the same ID
+        file resumes it where it stands, even after the upload window (see ``upload_sessions``).
         """
         if not isinstance(job, ComplianceJob) or not job.upload_url:
             job = self.get_job(job.id if isinstance(job, ComplianceJob) else job)
@@ -243,7 +258,9 @@ class XComplianceHook(BaseHook):
             raise XComplianceError(f"Compliance job {job.id} is {job.status}: it no longer accepts an upload")
         if not job.upload_url:
             raise XComplianceError(f"The API gave compliance job {job.id} no upload URL")
-        self._check_upload_window(job)
+        keeper = self._session_keeper(job, source) if keep_session and job.resumable else None
+        if keeper is None or not keeper.session_url:  # a kept session outlives the window
+            self._check_upload_window(job)
 
         name, blocks = _id_source(source)
         self.log.info(
@@ -259,7 +276,7 @@ class XComplianceHook(BaseHook):
         ids = read_ahead(_reporting(normalized_blocks(blocks, name, normalizer), normalizer, progress))
         try:
             if job.resumable:
-                self.transfers.upload_resumable(job.upload_url, ids, what, chunk_size)
+                self.transfers.upload_resumable(job.upload_url, ids, what, chunk_size, keeper)
             else:
                 with tempfile.TemporaryFile(prefix="x-compliance-ids-") as spool:
                     for block in ids:
@@ -285,6 +302,15 @@ class XComplianceHook(BaseHook):
             already_uploaded=False,
             seconds=round(seconds, 3),
         )
+
+    def _session_keeper(self, job: ComplianceJob, source: IdSource) -> VariableSessionKeeper | None:
+        if not isinstance(source, (str, os.PathLike, ObjectStoragePath)):
+            return None  # IDs given in memory have no version to check a resume against
+        try:
+            version = source_version(to_path(source))
+        except OSError:
+            return None  # unreadable: the upload itself reports it
+        return VariableSessionKeeper(job.id, self.settings.token, version, self.log)
 
     def _check_upload_window(self, job: ComplianceJob) -> None:
         left = protocol.upload_window_left(job)

@@ -180,6 +180,13 @@ def test_parse_new_fault_specs():
         "times": 3,
     }
     assert parse_fault_spec("get_job:usage_cap") == {"endpoint": "get_job", "kind": "usage_cap"}
+    assert parse_fault_spec("upload_session:delay:30x2@1") == {
+        "endpoint": "upload_session",
+        "kind": "delay",
+        "seconds": 30.0,
+        "times": 2,
+        "skip": 1,
+    }
     assert parse_fault_spec("download:status:408x2") == {
         "endpoint": "download",
         "kind": "status",
@@ -332,3 +339,19 @@ def test_all_profile_leaves_usage_and_create_alone(make_emulator):
         assert s.post(f"{emu.base_url}/2/compliance/jobs", json={"type": "tweets"}).status_code == 200
     codes = [s.get(f"{emu.base_url}/2/compliance/jobs?type=tweets").status_code for _ in range(8)]
     assert codes == [200, 200, 200, 503, 200, 200, 200, 503]
+
+
+def test_a_fault_may_let_requests_through_first(emu):
+    """skip=1: the first session chunk is stored untouched, the second gets the fault."""
+    s = api_session(emu)
+    job = create_job(s, emu, "tweets", resumable=True)
+    session = requests.post(job["upload_url"], data=b"", headers=START).headers["Location"]
+    blob = _blob(30_000)
+    emu.inject_fault("upload_session", "status", status=503, skip=1)
+    assert _stored(_chunk(session, blob[:UNIT], 0)) == UNIT
+    assert len(emu.pending_faults()) == 1  # still waiting for its request
+    assert _chunk(session, blob[UNIT : 2 * UNIT], UNIT).status_code == 503
+    assert emu.pending_faults() == []
+    assert _stored(_query(session)) == UNIT  # the faulted chunk stored nothing
+    last = _chunk(session, blob[UNIT:], UNIT, total=len(blob))
+    assert last.status_code in (200, 201)
