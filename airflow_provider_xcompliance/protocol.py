@@ -382,13 +382,19 @@ def next_poll_delay(
     elif job.status == CREATED and job.upload_expires_at is not None and job.upload_expires_at > now:
         # A job waiting for its upload changes state by the end of its window at the latest.
         delay = min(delay, (job.upload_expires_at - now).total_seconds() + 1.0)
-    if rate_limit and rate_limit.reset_at is not None and rate_limit.remaining is not None:
-        window_left = max(0.0, (rate_limit.reset_at - now).total_seconds())
-        if rate_limit.remaining <= 0:
-            delay = max(delay, window_left + 1.0)
-        else:
-            delay = max(delay, window_left / rate_limit.remaining)
-    return delay
+    return max(delay, rate_limit_spacing(rate_limit, now))
+
+
+def rate_limit_spacing(rate_limit: RateLimit | None, now: datetime | None = None) -> float:
+    """The least wait before the next request to an endpoint: its remaining budget spread evenly
+    over the rest of its rate-limit window (until the reset when none is left), so that requests
+    paced by it never run into a 429. 0 when the answer carried no rate-limit headers."""
+    if not rate_limit or rate_limit.reset_at is None or rate_limit.remaining is None:
+        return 0.0
+    window_left = max(0.0, (rate_limit.reset_at - (now or datetime.now(UTC))).total_seconds())
+    if rate_limit.remaining <= 0:
+        return window_left + 1.0
+    return window_left / rate_limit.remaining
 
 
 def own_job(

@@ -64,8 +64,10 @@ async def test_fires_once_the_job_completes_without_urls(emulator):
     event = await first_event(rebuild(XComplianceJobTrigger(job["id"], poll_interval=1)))
     assert event["status"] == "complete" and event["job"]["id"] == job["id"]
     assert "X-Goog" not in json.dumps(event) and TOKEN not in json.dumps(event)
-    # the released API gives no estimated_completion: polled every poll_interval (the job takes 3 s)
-    assert [name for _, name, _ in emulator.request_log].count("get_job") >= 3
+    # the released API gives no estimated_completion: looked up once, then listed every
+    # poll_interval (the job takes 3 s)
+    names = [name for _, name, _ in emulator.request_log]
+    assert names.count("get_job") == 1 and names.count("list_jobs") >= 2
 
 
 async def test_pre_release_estimated_completion_paces_the_polls(tmp_path, monkeypatch):
@@ -79,18 +81,21 @@ async def test_pre_release_estimated_completion_paces_the_polls(tmp_path, monkey
         job = submit(emu)
         event = await first_event(rebuild(XComplianceJobTrigger(job["id"], poll_interval=60)))
         assert event["status"] == "complete"
-        # paced by estimated_completion (3 s away), not by the 60 s poll interval
-        assert [name for _, name, _ in emu.request_log].count("get_job") == 2
+        # paced by estimated_completion (3 s away), not by the 60 s poll interval: looked up,
+        # then listed once, when it is estimated to be done
+        names = [name for _, name, _ in emu.request_log]
+        assert names.count("get_job") == 1 and names.count("list_jobs") == 1
 
 
-async def test_transient_errors_are_waited_out(emulator):
+@pytest.mark.parametrize("endpoint", ["get_job", "list_jobs"], ids=["first lookup", "watch"])
+async def test_transient_errors_are_waited_out(emulator, endpoint):
     job = submit(emulator)
-    emulator.inject_fault("get_job", kind="status", status=503, times=5)  # more than max_retries
-    emulator.inject_fault("get_job", kind="drop", times=1)
-    emulator.inject_fault("get_job", kind="status", status=429, times=1)
+    emulator.inject_fault(endpoint, kind="status", status=503, times=5)  # more than max_retries
+    emulator.inject_fault(endpoint, kind="drop", times=1)
+    emulator.inject_fault(endpoint, kind="status", status=429, times=1)
     event = await first_event(XComplianceJobTrigger(job["id"], poll_interval=0.5))
     assert event["status"] == "complete"
-    statuses = [status for _, name, status in emulator.request_log if name == "get_job"]
+    statuses = [status for _, name, status in emulator.request_log if name == endpoint]
     assert statuses.count(503) == 5 and statuses.count(429) == 1 and statuses[-1] == 200
 
 
@@ -134,3 +139,34 @@ async def test_never_blocks_the_event_loop(emulator, caplog):
     assert event["status"] == "complete"
     assert not [r for r in caplog.records if "took" in r.getMessage()], caplog.text
     assert ticks > 20  # the loop kept running other work during the 4 s of slow answers
+
+
+async def test_triggers_of_one_type_share_one_list_request_a_round(tmp_path, monkeypatch):
+    """Ten jobs waited on at once: one lookup each, then one list request a round for all of
+    them (ten triggers polling on their own every second would send ten a second)."""
+    with XComplianceEmulator(
+        token=TOKEN, data_dir=tmp_path, speed=100, processing_seconds=300, one_active_job="none"
+    ) as emu:
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_X_COMPLIANCE_DEFAULT",
+            json.dumps({"conn_type": "x_compliance", "host": emu.base_url, "password": TOKEN}),
+        )
+        jobs = [submit(emu, ids=b"%d\n" % (20 + i)) for i in range(10)]
+        events = await asyncio.gather(
+            *(first_event(XComplianceJobTrigger(j["id"], poll_interval=1)) for j in jobs)
+        )
+        assert [(e["status"], e["job"]["id"]) for e in events] == [("complete", j["id"]) for j in jobs]
+        names = [name for _, name, _ in emu.request_log]
+        assert names.count("get_job") == 10
+        # the jobs take 3 s: about 3 rounds, each one request whatever the number of triggers
+        assert 1 <= names.count("list_jobs") <= 8, names
+
+
+async def test_a_permanent_error_while_watching_reaches_every_trigger(emulator):
+    jobs = [submit(emulator)]
+    waiting = [asyncio.create_task(first_event(XComplianceJobTrigger(jobs[0]["id"], poll_interval=0.3)))]
+    waiting.append(asyncio.create_task(first_event(XComplianceJobTrigger(jobs[0]["id"], poll_interval=0.3))))
+    emulator.inject_fault("list_jobs", kind="status", status=401)
+    events = await asyncio.gather(*waiting)
+    assert [e["status"] for e in events] == ["error", "error"]
+    assert all("401" in e["message"] for e in events), events
