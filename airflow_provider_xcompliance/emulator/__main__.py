@@ -11,6 +11,7 @@ until SIGINT or SIGTERM.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import logging
 import signal
@@ -22,6 +23,13 @@ from .emulator import XComplianceEmulator
 from .faults import PROFILES, parse_fault_spec
 from .rules import JOB_TYPES
 from .state import ACTIVE_MODES, API_ENDPOINTS, UNKNOWN_JOB_STATUSES
+
+# The emulator's defaults are its constructor's: the CLI repeats none of them.
+DEFAULTS = {
+    name: parameter.default
+    for name, parameter in inspect.signature(XComplianceEmulator.__init__).parameters.items()
+    if parameter.default is not inspect.Parameter.empty
+}
 
 COMMANDS = ("serve", "generate")
 
@@ -83,31 +91,33 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the emulator until SIGINT/SIGTERM. Durations are "
         "emulated seconds; --speed makes them pass faster.",
     )
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=0, help="port to bind (default 0: a free one)")
+    serve.add_argument("--host", default=DEFAULTS["host"], help="address to bind (default %(default)s)")
+    serve.add_argument(
+        "--port", type=int, default=DEFAULTS["port"], help="port to bind (default %(default)s: a free one)"
+    )
     serve.add_argument(
         "--public-host",
         default=None,
         help="HOST:PORT clients use to reach the emulator, when not --host:--port "
         "(signed URLs are built and checked on it)",
     )
-    serve.add_argument("--token", default="emulator-token", help="the valid bearer token")
+    serve.add_argument("--token", default=DEFAULTS["token"], help="the valid bearer token")
     serve.add_argument(
         "--data-dir",
         default=None,
         help="where uploads and results are kept (default: a temporary directory removed on exit)",
     )
-    serve.add_argument("--speed", type=float, default=1.0, help="time acceleration factor")
+    serve.add_argument("--speed", type=float, default=DEFAULTS["speed"], help="time acceleration factor")
     serve.add_argument(
         "--processing-seconds",
         type=float,
-        default=30.0,
-        help="emulated seconds from upload to complete/failed (default 30)",
+        default=DEFAULTS["processing_seconds"],
+        help="emulated seconds from upload to complete/failed (default %(default)s)",
     )
     serve.add_argument(
         "--one-active-job",
         choices=ACTIVE_MODES,
-        default="per_type",
+        default=DEFAULTS["one_active_job"],
         help="how many jobs may be active (created/in_progress) at once",
     )
     serve.add_argument(
@@ -117,18 +127,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="requests per window, for every endpoint or one of "
         f"{', '.join(API_ENDPOINTS)} (repeatable; default 150)",
     )
-    serve.add_argument("--rate-window-seconds", type=float, default=900.0)
-    serve.add_argument("--upload-window-seconds", type=float, default=900.0)
-    serve.add_argument("--download-window-seconds", type=float, default=604800.0)
+    serve.add_argument("--rate-window-seconds", type=float, default=DEFAULTS["rate_window_seconds"])
+    serve.add_argument("--upload-window-seconds", type=float, default=DEFAULTS["upload_window_seconds"])
+    serve.add_argument("--download-window-seconds", type=float, default=DEFAULTS["download_window_seconds"])
     serve.add_argument(
         "--session-window-seconds",
         type=float,
-        default=604800.0,
+        default=DEFAULTS["session_window_seconds"],
         help="lifetime of a resumable upload session (default a week)",
     )
     serve.add_argument(
         "--sessions-outlive-upload-window",
-        default=True,
+        default=DEFAULTS["sessions_outlive_upload_window"],
         action=argparse.BooleanOptionalAction,
         help="a resumable upload started within the upload window may send its "
         "chunks after it, for the session's lifetime (default: yes; "
@@ -137,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--pickup-seconds",
         type=float,
-        default=0.0,
+        default=DEFAULTS["pickup_seconds"],
         help="emulated seconds a job stays 'created' after its upload, during "
         "which a second simple PUT replaces the submission (default 0)",
     )
@@ -150,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--estimated-completion",
-        default=False,
+        default=DEFAULTS["estimated_completion"],
         action=argparse.BooleanOptionalAction,
         help="pre-release API mode: in_progress jobs carry estimated_completion "
         "(default: no, as the released API)",
@@ -159,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--unknown-job-status",
         type=int,
         choices=UNKNOWN_JOB_STATUSES,
-        default=200,
+        default=DEFAULTS["unknown_job_status"],
         help="answer to GET /2/compliance/jobs/:id of an unknown id: 200 with an "
         "errors array and no data (default, X's spec) or 404",
     )
@@ -180,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--fault-profile",
         dest="fault_profile",
         choices=PROFILES,
-        default="none",
+        default=DEFAULTS["fault_profile"],
         help="'all': the recurring deterministic fault schedule of the faults "
         "module (408/429/503/drops on signed URLs, partial 308s, lost final "
         "answers, NoSuchKey after completion, 503 on lookups)",
@@ -190,12 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         type=_fault,
         default=[],
-        metavar="ENDPOINT:KIND[:ARG][xTIMES]",
+        metavar="ENDPOINT:KIND[:ARG][xTIMES][@SKIP]",
         help="inject a fault (repeatable). KIND is status (ARG = HTTP status), "
         "delay (ARG = seconds), drop (ARG = bytes of the upload body read "
         "first), usage_cap (API endpoints), partial_chunk or "
         "lose_final_answer (upload_session) or no_such_key (download); "
-        "e.g. get_job:status:503x2, upload:drop:300000, "
+        "SKIP matching requests go through first; "
+        "e.g. get_job:status:503x2, upload:drop:300000, upload_session:delay:30@1, "
         "download:no_such_keyx3, upload_session:partial_chunk",
     )
     serve.add_argument(
