@@ -131,7 +131,7 @@ def report_output(path: ObjectStoragePath) -> None:
     (a no-op unless a lineage reader, such as OpenLineage, is registered). Lineage never fails
     a write that is already in place."""
     try:
-        from airflow.sdk.lineage import get_hook_lineage_collector
+        from airflow.providers.common.compat.lineage.hook import get_hook_lineage_collector
 
         get_hook_lineage_collector().add_output_asset(context=path, uri=str(path))
     except Exception:

@@ -5,7 +5,7 @@ The next try (a retry, or a Clear hours later) asks that session where it stands
 the rest; it can do so after the job's 15-minute upload window, because a session lives a week.
 
 The session URL is a credential, like a signed URL. It is kept in an Airflow Variable whose name
-Airflow treats as secret (``x_compliance_upload_session_secret_<job id>``), encrypted with a key
+Airflow treats as secret (``x_compliance_resume_secret_<job id>``), encrypted with a key
 derived from the connection's bearer token, so the stored value is useless without the token. The
 record also names the ID file's size and version: a file that changed since is not resumed into.
 The Variable is removed once the upload is complete.
@@ -26,7 +26,7 @@ from cryptography.fernet import Fernet, InvalidToken
 
 from airflow_provider_xcompliance.transfer import mask_url
 
-VARIABLE_PREFIX = "x_compliance_upload_session_secret_"
+VARIABLE_PREFIX = "x_compliance_resume_secret_"
 
 
 class SessionKeeper(Protocol):

@@ -33,6 +33,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_xcompliance.upload_sessions import VARIABLE_PREFIX
 from tests.support import SeaweedS3
 from tests.support.celery_cluster import CeleryCluster
 from tests.support.postgres import PostgresServer
@@ -227,7 +228,7 @@ def _assert_resumed(cluster: CeleryCluster, run_id: str, prefix: str, dag_id: st
     assert any("from an earlier try" in e for e in events), f"the job was not found again: {events}"
     resumed = [e for e in events if "Resuming the upload session of an earlier try at byte" in e]
     assert resumed and int(resumed[0].rsplit(" ", 1)[1]) >= 8 * 2**20, events
-    assert not any(name.startswith("x_compliance_upload_session") for name in cluster.variables()), (
+    assert not any(name.startswith(VARIABLE_PREFIX) for name in cluster.variables()), (
         "the kept session was not removed"
     )
 

@@ -230,12 +230,18 @@ def test_apply_to_files_writes_the_data_set_and_the_audit():
 
 def test_the_atomic_writer_reports_the_target_not_its_partial_file(tmp_path, monkeypatch):
     from airflow.sdk import ObjectStoragePath
-    from airflow.sdk.lineage import HookLineageCollector
 
     from airflow_provider_xcompliance import storage
 
+    try:
+        from airflow.sdk.lineage import HookLineageCollector
+    except ImportError:  # Airflow 3.1
+        from airflow.lineage.hook import HookLineageCollector
+
     collector = HookLineageCollector()
-    monkeypatch.setattr("airflow.sdk.lineage.get_hook_lineage_collector", lambda: collector)
+    monkeypatch.setattr(
+        "airflow.providers.common.compat.lineage.hook.get_hook_lineage_collector", lambda: collector
+    )
     target = ObjectStoragePath((tmp_path / "out" / "results.jsonl").as_uri())
     with storage.atomic_writer(target) as out:
         out.write(b'{"id": "1"}\n')

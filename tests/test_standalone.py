@@ -45,6 +45,7 @@ from airflow_provider_xcompliance.demo import DEMO_TOKEN, PARALLELISM
 from tests.support import SeaweedS3
 from tests.support.dev_airflow import DevAirflow, cmdline
 from tests.support.procs import listening_sockets
+from tests.support.versions import AIRFLOW_V_3_2_PLUS
 
 DAG_ID = "x_compliance_tweets"
 CONSUMER_DAG_ID = "x_compliance_consumer"
@@ -302,7 +303,8 @@ def test_s3_run_waited_for_the_job_in_the_triggerer(dev_airflow: DevAirflow, s3_
             "limit": 100,
         },
     )["event_logs"]
-    assert "deferred" in [e["event"] for e in events], events
+    if AIRFLOW_V_3_2_PLUS:  # 3.1 logs no state changes there; the trigger row above shows it
+        assert "deferred" in [e["event"] for e in events], events
 
     # The triggerer writes what the trigger logs next to the task's log (no log server: the API
     # server reads the file), and the API merges it into the task log.

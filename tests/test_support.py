@@ -145,8 +145,11 @@ def test_dags_test_success_xcom_deferral_assets(airflow_env: AirflowEnv, tmp_pat
     # deferral: the sensor deferred and resumed, the plain task never deferred
     assert result.was_deferred("wait")
     assert not result.was_deferred("produce")
-    assert result.task_state_history("wait") == ["running", "deferred", "running", "success"]
-    assert result.task_state_history("produce") == ["running", "success"]
+    if result.task_events("wait"):  # Airflow 3.2+ log each state change
+        assert result.task_state_history("wait") == ["running", "deferred", "running", "success"]
+        assert result.task_state_history("produce") == ["running", "success"]
+    else:  # 3.1: the states of the tries
+        assert result.task_state_history("wait") == result.task_state_history("produce") == ["success"]
     assert result.triggers("wait")[0]["classpath"].endswith("DateTimeTrigger")
     # assets
     events = result.asset_events("s3://support-probe/asset")

@@ -250,7 +250,7 @@ def _first_try_dies_after_one_chunk(monkeypatch, emulator, ids, variables):
     emulator.inject_fault("upload_session", "drop", skip=1)
     with pytest.raises(Exception, match="request failed"):
         hook.upload_ids(job, ids, chunk_size=2 * GRANULE, keep_session=True)
-    assert list(variables) == [f"x_compliance_upload_session_secret_{job.id}"]
+    assert list(variables) == [f"x_compliance_resume_secret_{job.id}"]
     return job, next(iter(variables.values()))
 
 

@@ -18,6 +18,7 @@ from airflow.sdk import BaseHook, ObjectStoragePath
 from airflow.sdk.log import mask_secret
 
 from airflow_provider_xcompliance import (
+    CONNECTION_FIELDS,
     CONNECTION_TYPE,
     CONNECTION_UI_BEHAVIOUR,
     DEFAULT_CONN_ID,
@@ -81,6 +82,28 @@ class XComplianceHook(BaseHook):
         ``relabeling`` and ``placeholders`` here (3.2+ read the provider info's ``hidden-fields``
         style from ``__init__.py``, the one definition both come from)."""
         return {key.replace("-", "_"): value for key, value in CONNECTION_UI_BEHAVIOUR.items()}
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """The extra fields for the Airflow 3.0/3.1 UIs, from the same ``CONNECTION_FIELDS`` as
+        the provider info's ``conn-fields`` (3.2+). Their API server supplies wtforms stand-ins;
+        where wtforms is absent the ImportError tells Airflow to skip the widgets."""
+        from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+        from flask_babel import lazy_gettext
+        from wtforms import IntegerField, StringField
+        from wtforms.validators import Optional
+
+        widgets = {}
+        for name, field in CONNECTION_FIELDS.items():
+            kind = IntegerField if "integer" in field["schema"]["type"] else StringField
+            widgets[name] = kind(
+                lazy_gettext(field["label"]),
+                widget=BS3TextFieldWidget(),
+                validators=[Optional()],
+                description=field["description"],
+                default=field["schema"]["default"],
+            )
+        return widgets
 
     # --- connection ---------------------------------------------------------------------
 
@@ -419,6 +442,10 @@ class XComplianceOldTypeHook(XComplianceHook):
 
     conn_type = OLD_CONNECTION_TYPE
     hook_name = "X Compliance (old type name x_compliance)"
+
+    # Airflow 3.0/3.1 read the form only from a class that defines these itself, not a parent.
+    get_ui_field_behaviour = classmethod(XComplianceHook.get_ui_field_behaviour.__func__)
+    get_connection_form_widgets = classmethod(XComplianceHook.get_connection_form_widgets.__func__)
 
 
 @functools.cache

@@ -201,8 +201,18 @@ class DagRunResult:
         )
 
     def task_state_history(self, task_id: str, map_index: int = -1) -> list[str]:
-        """The states the task went through, e.g. ``["running", "deferred", "running", "success"]``."""
-        return [e["event"] for e in self.task_events(task_id, map_index)]
+        """The states the task went through, e.g. ``["running", "deferred", "running", "success"]``.
+
+        Airflow 3.1 writes no such events to the ``log`` table: there, the final state of each
+        earlier try (``task_instance_history``), then the current state."""
+        events = [e["event"] for e in self.task_events(task_id, map_index)]
+        if events or self.run_id is None:
+            return events
+        key = (self.dag_id, self.run_id, task_id, map_index)
+        where = "WHERE dag_id = ? AND run_id = ? AND task_id = ? AND map_index = ?"
+        tries = self._query(f"SELECT state FROM task_instance_history {where} ORDER BY try_number", key)
+        now = self._query(f"SELECT state FROM task_instance {where}", key)
+        return [r["state"] for r in tries + now]
 
     def was_deferred(self, task_id: str, map_index: int = -1) -> bool:
         """True if the task deferred at least once in this run.
