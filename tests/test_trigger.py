@@ -170,3 +170,15 @@ async def test_a_permanent_error_while_watching_reaches_every_trigger(emulator):
     events = await asyncio.gather(*waiting)
     assert [e["status"] for e in events] == ["error", "error"]
     assert all("401" in e["message"] for e in events), events
+
+
+async def test_a_fault_in_the_shared_watch_reaches_its_triggers_instead_of_hanging(emulator, monkeypatch):
+    from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
+
+    async def broken(self, job_type):
+        raise RuntimeError("a bug in the listing")
+
+    monkeypatch.setattr(XComplianceHook, "alist_jobs", broken)
+    job = submit(emulator)
+    event = await first_event(XComplianceJobTrigger(job["id"], poll_interval=0.2))
+    assert event["status"] == "error" and "a bug in the listing" in event["message"], event

@@ -103,10 +103,19 @@ class JobWatch:
                     except TimeoutError:
                         pass
                     continue
-                await self._round(loop)
+                try:
+                    await self._round(loop)
+                except Exception as error:  # a fault here must not leave the triggers waiting forever
+                    log.exception("The watch of %s jobs failed", self.job_type)
+                    for waiter in self.waiters:
+                        waiter.news.put_nowait(XComplianceError(f"Watching the job failed: {error!r}"))
+                    self.paced_until = loop.time() + self._shortest_interval()
         finally:
             if self._watches.get(self.key) is self:
                 del self._watches[self.key]
+
+    def _shortest_interval(self) -> float:
+        return min((w.poll_interval for w in self.waiters), default=60.0)
 
     async def _round(self, loop: asyncio.AbstractEventLoop) -> None:
         self.rounds += 1
@@ -116,7 +125,7 @@ class JobWatch:
             retry = (
                 protocol.rate_limit_wait(error.reset_at)
                 if isinstance(error, XComplianceRateLimited)
-                else min(w.poll_interval for w in self.waiters)
+                else self._shortest_interval()
             )
             log.warning("Listing %s jobs: %s; asking again in %.0f s", self.job_type, error, retry)
             self.paced_until = loop.time() + retry
@@ -124,7 +133,7 @@ class JobWatch:
         except (XComplianceError, ValueError) as error:
             for waiter in self.waiters:
                 waiter.news.put_nowait(error)
-            self.paced_until = loop.time() + min(w.poll_interval for w in self.waiters)
+            self.paced_until = loop.time() + self._shortest_interval()
             return
         self.paced_until = loop.time() + protocol.rate_limit_spacing(self.hook.last_rate_limit)
         for waiter in list(self.waiters):
