@@ -10,7 +10,8 @@ the triggers of one process that wait on jobs of one type share a watch:
 - rounds are never closer together than the list endpoint's rate-limit headers allow;
 - a job the listing does not show is looked up on its own.
 
-Each trigger still logs its own job's progress, and its event still comes from its own loop.
+Each trigger hears of its job's changes of status (and logs them), and its event still comes
+from its own loop.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
 from airflow_provider_xcompliance.models import ComplianceJob
 
 log = logging.getLogger(__name__)
+
+# Triggers woken at once in a round before the watch yields to the event loop: a round that
+# woke a thousand triggers at once stalled the loop for over a second.
+WAKE_BATCH = 100
 
 
 class _Waiter:
@@ -63,7 +68,7 @@ class JobWatch:
     def updates(
         cls, x_conn_id: str, job: ComplianceJob, poll_interval: float
     ) -> AsyncIterator[ComplianceJob]:
-        """Each state of ``job`` the shared watch sees, until one that has ended (the last).
+        """Each new status of ``job`` the shared watch sees, until one that has ended (the last).
         Raises what the API answered when it was a permanent error (a refused token, say)."""
         key = (id(asyncio.get_running_loop()), x_conn_id, str(job.type))
         watch = cls._watches.get(key) or cls._watches.setdefault(key, cls(key))
@@ -136,7 +141,11 @@ class JobWatch:
             self.paced_until = loop.time() + self._shortest_interval()
             return
         self.paced_until = loop.time() + protocol.rate_limit_spacing(self.hook.last_rate_limit)
+        woken = 0
         for waiter in list(self.waiters):
+            if woken >= WAKE_BATCH:  # let the loop's other work (timers, events) in between
+                await asyncio.sleep(0)
+                woken = 0
             job = listed.get(waiter.job.id)
             if job is None:
                 if waiter.due > loop.time():
@@ -149,5 +158,8 @@ class JobWatch:
                 except (XComplianceError, ValueError) as error:
                     waiter.news.put_nowait(error)
                     continue
+            changed = job.status != waiter.job.status
             waiter.seen(job, loop.time())
-            waiter.news.put_nowait(job)
+            if changed or job.has_ended:  # a trigger hears of changes only
+                waiter.news.put_nowait(job)
+                woken += 1
