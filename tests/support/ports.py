@@ -11,15 +11,6 @@ _lock = threading.Lock()
 _handed_out: set[int] = set()
 
 
-def _is_free(port: int, host: str) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
     """Return ``n`` distinct TCP ports that are free on ``host`` right now.
 
