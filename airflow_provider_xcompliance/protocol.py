@@ -361,6 +361,14 @@ def rate_limit_wait(reset_at: datetime | None, now: datetime | None = None) -> f
     return max(1.0, (reset_at - now).total_seconds() + 1.0)
 
 
+def poll_again_after(error: Exception, poll_interval: float) -> float:
+    """How long a poller waits before asking again once a call's own retries gave up on a
+    transient ``error``: until the rate-limit window resets for a 429, else its poll interval."""
+    if isinstance(error, XComplianceRateLimited):
+        return rate_limit_wait(error.reset_at)
+    return poll_interval
+
+
 def next_poll_delay(
     job: ComplianceJob,
     poll_interval: float,

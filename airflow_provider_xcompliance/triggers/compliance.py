@@ -9,7 +9,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_xcompliance import DEFAULT_CONN_ID, protocol
-from airflow_provider_xcompliance.exceptions import XComplianceError, XComplianceRateLimited
+from airflow_provider_xcompliance.exceptions import XComplianceError
 from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
 from airflow_provider_xcompliance.models import ComplianceJob
 from airflow_provider_xcompliance.reports import JobEvent
@@ -66,10 +66,6 @@ class XComplianceJobTrigger(BaseTrigger):
             try:
                 return await hook.aget_job(self.job_id)
             except protocol.TRANSIENT_ERRORS as error:
-                delay = (
-                    protocol.rate_limit_wait(error.reset_at)
-                    if isinstance(error, XComplianceRateLimited)
-                    else self.poll_interval
-                )
+                delay = protocol.poll_again_after(error, self.poll_interval)
                 self.log.warning("Job %s: %s; asking again in %.0f s", self.job_id, error, delay)
                 await asyncio.sleep(delay)

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator
 from typing import ClassVar
 
 from airflow_provider_xcompliance import protocol
-from airflow_provider_xcompliance.exceptions import XComplianceError, XComplianceRateLimited
+from airflow_provider_xcompliance.exceptions import XComplianceError
 from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
 from airflow_provider_xcompliance.models import ComplianceJob
 
@@ -45,8 +45,7 @@ class _Waiter:
 
     def seen(self, job: ComplianceJob, now: float) -> None:
         self.job = job
-        self.delay = protocol.next_poll_delay(job, self.poll_interval)
-        self.due = now + self.delay
+        self.due = now + protocol.next_poll_delay(job, self.poll_interval)
 
 
 class JobWatch:
@@ -61,7 +60,6 @@ class JobWatch:
         self.waiters: list[_Waiter] = []
         self.changed = asyncio.Event()
         self.paced_until = 0.0  # loop time before which the list endpoint is not asked again
-        self.rounds = 0
         self.runner: asyncio.Task[None] | None = None
 
     @classmethod
@@ -123,15 +121,10 @@ class JobWatch:
         return min((w.poll_interval for w in self.waiters), default=60.0)
 
     async def _round(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.rounds += 1
         try:
             listed = {job.id: job for job in await self.hook.alist_jobs(self.job_type)}
         except protocol.TRANSIENT_ERRORS as error:
-            retry = (
-                protocol.rate_limit_wait(error.reset_at)
-                if isinstance(error, XComplianceRateLimited)
-                else self._shortest_interval()
-            )
+            retry = protocol.poll_again_after(error, self._shortest_interval())
             log.warning("Listing %s jobs: %s; asking again in %.0f s", self.job_type, error, retry)
             self.paced_until = loop.time() + retry
             return

@@ -323,3 +323,10 @@ def test_own_job_ignores_creation_time_unless_asked():
     assert protocol.own_job([old], "weekly", now=now) is old
     assert protocol.own_job([old], "weekly", created_after=now - timedelta(hours=1), now=now) is None
     assert protocol.own_job([old], "weekly", created_after=now - timedelta(days=8), now=now) is old
+
+
+def test_a_poller_waits_for_the_rate_limit_reset_after_a_429_else_its_interval():
+    reset = datetime.now(UTC) + timedelta(seconds=120)
+    limited = exc.XComplianceRateLimited(429, "Too Many Requests", reset_at=reset)
+    assert 119 <= protocol.poll_again_after(limited, 5.0) <= 121
+    assert protocol.poll_again_after(exc.XComplianceServerError(503, "Service Unavailable"), 5.0) == 5.0
