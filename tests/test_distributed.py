@@ -38,6 +38,7 @@ import pytest
 from tests.support import SeaweedS3
 from tests.support.celery_cluster import CeleryCluster
 from tests.support.postgres import PostgresServer
+from tests.support.procs import open_files
 
 pytestmark = pytest.mark.distributed
 
@@ -62,30 +63,19 @@ def _open_files(cluster: CeleryCluster, worker: str, ids: set[bytes]) -> dict[st
     dirs or under /tmp, each with whether it holds any of the IDs (read through /proc, so a
     deleted temporary file, shown as ``... (deleted)``, is read too)."""
     found = {}
-    for pid in cluster.pids(worker):
+    for _, descriptor, target in open_files(cluster.pids(worker)):
+        mine = target.startswith(f"{cluster.scratch(worker)}/")
+        if not mine and (
+            not target.startswith(("/tmp/", "/var/tmp/", "/dev/shm/"))
+            or target.startswith(f"{cluster.workdir}/")
+        ):  # (its logs, the other worker's scratch)
+            continue
         try:
-            fds = os.listdir(f"/proc/{pid}/fd")
+            with open(descriptor, "rb") as f:
+                content = f.read(256 * 1024 * 1024)
         except OSError:
             continue
-        for fd in fds:
-            try:
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            mine = target.startswith(f"{cluster.scratch(worker)}/")
-            if not mine and (
-                not target.startswith(("/tmp/", "/var/tmp/", "/dev/shm/"))
-                or target.startswith(f"{cluster.workdir}/")
-            ):  # (its logs, the other worker's scratch)
-                continue
-            try:
-                with open(f"/proc/{pid}/fd/{fd}", "rb") as f:
-                    content = f.read(256 * 1024 * 1024)
-            except OSError:
-                continue
-            found[target] = found.get(target, False) or any(
-                n in ids for n in re.findall(rb"\d{5,19}", content)
-            )
+        found[target] = found.get(target, False) or any(n in ids for n in re.findall(rb"\d{5,19}", content))
     return found
 
 

@@ -139,6 +139,15 @@ def _until(what: str, check: Any, timeout: float, cluster: CeleryCluster) -> Any
     raise AssertionError(f"not seen within {timeout} s: {what}\n{cluster.tails()}")
 
 
+def _until_deferred(cluster: CeleryCluster, run_id: str) -> None:
+    _until(
+        "the wait deferred",
+        lambda: (t := _ti(cluster, run_id, WAIT)) and t["state"] == "deferred",
+        180,
+        cluster,
+    )
+
+
 def _diagnostics(cluster: CeleryCluster, run_id: str, dag_id: str = DAG_ID) -> str:
     parts = [
         f"--- {path.relative_to(cluster.home)} ---\n"
@@ -315,12 +324,7 @@ def test_worker_killed_mid_download_leaves_one_complete_object(cluster: CeleryCl
 def test_triggerer_restarted_mid_wait(cluster: CeleryCluster) -> None:
     cluster.emulator.clear_faults()
     run_id, prefix = _trigger(cluster, "triggerer_restart")
-    _until(
-        "the wait deferred",
-        lambda: (t := _ti(cluster, run_id, WAIT)) and t["state"] == "deferred",
-        180,
-        cluster,
-    )
+    _until_deferred(cluster, run_id)
     job_id = str(cluster.xcom(DAG_ID, run_id, SUBMIT))
     assert cluster.emulator.job(job_id)["status"] in ("created", "in_progress"), cluster.emulator.job(job_id)
     old = cluster.components["triggerer"].pid
@@ -336,12 +340,7 @@ def test_triggerer_restarted_mid_wait(cluster: CeleryCluster) -> None:
 def test_lookup_5xx_and_drops_while_waiting(cluster: CeleryCluster) -> None:
     cluster.emulator.clear_faults()
     run_id, prefix = _trigger(cluster, "lookup_faults")
-    _until(
-        "the wait deferred",
-        lambda: (t := _ti(cluster, run_id, WAIT)) and t["state"] == "deferred",
-        180,
-        cluster,
-    )
+    _until_deferred(cluster, run_id)
     before = len(cluster.emulator.request_log)
     for fault in (
         {"kind": "status", "status": 503, "times": 3},

@@ -63,11 +63,11 @@ from .airflow_env import _STRIP_NAMES, _STRIP_PREFIXES
 from .dev_airflow import cmdline, processes_with_env
 from .ports import free_port
 from .postgres import PostgresServer, running_postgres
-from .procs import die_with_parent, listening_sockets, stop_process, venv_bin
+from .procs import ProcStat, die_with_parent, listening_sockets, process_table, stop_process, venv_bin
 from .redis_server import RedisServer, running_redis
 from .seaweed import SeaweedS3
 
-__all__ = ["CeleryCluster", "Component", "celery_cluster", "listening_sockets", "proc_table"]
+__all__ = ["CeleryCluster", "Component", "celery_cluster", "listening_sockets"]
 
 REPO = Path(__file__).resolve().parents[2]
 AWS_CONN_ID = "seaweed"
@@ -98,44 +98,25 @@ class Component:
         return self.proc is not None and self.proc.poll() is None
 
 
-def proc_table() -> dict[int, tuple[int, int, int, int]]:
-    """``{pid: (ppid, pgid, sid, starttime)}`` of every live process (from /proc/<pid>/stat)."""
-    table = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(b")") + 2 :].split()  # after "pid (comm) "
-        table[int(entry)] = (int(fields[1]), int(fields[2]), int(fields[3]), int(fields[19]))
-    return table
+def _still_running(table: Mapping[int, ProcStat], pid: int, started: int) -> bool:
+    """Whether the process seen as ``pid`` started at ``started`` still runs (not a reused pid)."""
+    stat = table.get(pid)
+    return stat is not None and stat.started == started and not stat.zombie
 
 
-def _zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return True  # gone
-    return stat[stat.rindex(b")") + 2 :].split()[0] in (b"Z", b"X")
-
-
-def _tree(leaders: Mapping[int, str], table: Mapping[int, tuple[int, int, int, int]]) -> dict[int, str]:
+def _tree(leaders: Mapping[int, str], table: Mapping[int, ProcStat]) -> dict[int, str]:
     """The processes in the sessions or groups of ``leaders`` (live ones), and their descendants."""
     found = {
-        pid: leaders.get(sid) or leaders.get(pgid)
-        for pid, (_, pgid, sid, _) in table.items()
-        if sid in leaders or pgid in leaders
+        pid: leaders.get(stat.sid) or leaders.get(stat.pgid)
+        for pid, stat in table.items()
+        if stat.sid in leaders or stat.pgid in leaders
     }
     changed = True
     while changed:  # children that left the session (setsid) are still children
         changed = False
-        for pid, (ppid, *_rest) in table.items():
-            if pid not in found and ppid in found:
-                found[pid] = found[ppid]
+        for pid, stat in table.items():
+            if pid not in found and stat.ppid in found:
+                found[pid] = found[stat.ppid]
                 changed = True
     return {pid: name for pid, name in found.items() if name}
 
@@ -435,8 +416,8 @@ class CeleryCluster:
         proc = self.components[name].proc
         if proc is None or proc.poll() is not None:
             return {}
-        table = proc_table()
-        return {pid: table[pid][3] for pid in _tree({proc.pid: name}, table)}
+        table = process_table()
+        return {pid: table[pid].started for pid in _tree({proc.pid: name}, table)}
 
     def _stop(
         self,
@@ -462,11 +443,9 @@ class CeleryCluster:
                 stop_process(proc, 0.1, group=True)
         # Whatever outlived the leader (a pool child, a task that ignored SIGTERM or left the
         # group) is SIGKILLed and reported; each is checked by pid and start time against pid reuse.
-        table = proc_table()
+        table = process_table()
         outlived = [
-            pid
-            for pid, started in members.items()
-            if pid != proc.pid and pid in table and table[pid][3] == started and not _zombie(pid)
+            pid for pid, started in members.items() if pid != proc.pid and _still_running(table, pid, started)
         ]
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
@@ -505,13 +484,13 @@ class CeleryCluster:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and processes_with_env("XC_CLUSTER", self.cluster_id):
             time.sleep(0.2)
-        table = proc_table()
+        table = process_table()
         left = set(processes_with_env("XC_CLUSTER", self.cluster_id))
         left |= {
             pid
             for tree in members.values()
             for pid, started in tree.items()
-            if pid in table and table[pid][3] == started and not _zombie(pid)
+            if _still_running(table, pid, started)
         }
         report["left"] = {pid: cmdline(pid) for pid in sorted(left)}
         report["airflow_seconds"] = round(time.monotonic() - t0, 1)
@@ -856,7 +835,7 @@ class CeleryCluster:
         not enough alone: ``setproctitle`` (the API server, the task supervisors) overwrites the
         memory /proc/<pid>/environ shows."""
         leaders = {c.pid: c.name for c in self.components.values() if c.alive()}
-        found = _tree(leaders, proc_table())
+        found = _tree(leaders, process_table())
         for pid in processes_with_env("XC_CLUSTER", self.cluster_id):
             found.setdefault(pid, "?")
         return found

@@ -35,9 +35,9 @@ import requests
 
 from .airflow_env import _STRIP_NAMES, _STRIP_PREFIXES
 from .ports import free_port
-from .procs import die_with_parent, venv_bin
+from .procs import die_with_parent, process_table, venv_bin
 
-__all__ = ["DevAirflow", "cmdline", "process_table", "processes_with_env"]
+__all__ = ["DevAirflow", "cmdline", "processes_with_env"]
 
 REPO = Path(__file__).resolve().parents[2]
 ID_COUNT = 20_000  # tweet IDs the demo generates (users: 2,000)
@@ -60,23 +60,6 @@ def processes_with_env(name: str, value: str) -> list[int]:
         if needle in environ:
             pids.append(int(entry))
     return pids
-
-
-def process_table() -> dict[int, tuple[int, int]]:
-    """``{pid: (parent pid, process group)}`` of the live (not zombie) processes."""
-    table = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2 :].split()  # after "pid (comm) "
-        if fields[0] not in (b"Z", b"X"):
-            table[int(entry)] = (int(fields[1]), int(fields[2]))
-    return table
 
 
 def cmdline(pid: int) -> str:
@@ -174,15 +157,15 @@ class DevAirflow:
     def processes(self) -> list[int]:
         """Airflow's processes: the demo's descendants, standalone's process group, and anything
         with this AIRFLOW_HOME in its environment (the demo itself not included)."""
-        table = process_table()
+        table = {pid: stat for pid, stat in process_table().items() if not stat.zombie}
         found: set[int] = set(processes_with_env("AIRFLOW_HOME", str(self.home)))
         found |= {
-            pid for pid, (_, group) in table.items() if self.standalone_pgid and group == self.standalone_pgid
+            pid for pid, stat in table.items() if self.standalone_pgid and stat.pgid == self.standalone_pgid
         }
         if self.alive():
             children: dict[int, list[int]] = {}
-            for pid, (parent, _) in table.items():
-                children.setdefault(parent, []).append(pid)
+            for pid, stat in table.items():
+                children.setdefault(stat.ppid, []).append(pid)
             todo = list(children.get(self.proc.pid, []))
             while todo:
                 pid = todo.pop()

@@ -8,9 +8,18 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple
 
-__all__ = ["die_with_parent", "listening_sockets", "stop_process", "venv_bin"]
+__all__ = [
+    "ProcStat",
+    "die_with_parent",
+    "listening_sockets",
+    "open_files",
+    "process_table",
+    "stop_process",
+    "venv_bin",
+]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -58,9 +67,9 @@ def stop_process(proc: subprocess.Popen, timeout: float = 10.0, *, group: bool =
         return proc.wait(timeout=30)
 
 
-def listening_sockets(pids: Iterable[int]) -> list[tuple[int, str, int]]:
-    """(pid, address, port) of every listening TCP socket those processes hold (/proc/net/tcp{,6})."""
-    owner = {}
+def open_files(pids: Iterable[int]) -> Iterator[tuple[int, str, str]]:
+    """(pid, /proc path of the descriptor, what it points to) of every descriptor those processes
+    hold open; processes and descriptors that vanish meanwhile are skipped."""
     for pid in pids:
         try:
             fds = os.listdir(f"/proc/{pid}/fd")
@@ -68,11 +77,14 @@ def listening_sockets(pids: Iterable[int]) -> list[tuple[int, str, int]]:
             continue
         for fd in fds:
             try:
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                yield pid, f"/proc/{pid}/fd/{fd}", os.readlink(f"/proc/{pid}/fd/{fd}")
             except OSError:
                 continue
-            if target.startswith("socket:["):
-                owner[target[8:-1]] = pid
+
+
+def listening_sockets(pids: Iterable[int]) -> list[tuple[int, str, int]]:
+    """(pid, address, port) of every listening TCP socket those processes hold (/proc/net/tcp{,6})."""
+    owner = {target[8:-1]: pid for pid, _, target in open_files(pids) if target.startswith("socket:[")}
     found = []
     for table, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
         with open(f"/proc/net/{table}") as lines:
@@ -85,3 +97,33 @@ def listening_sockets(pids: Iterable[int]) -> list[tuple[int, str, int]]:
                 raw = b"".join(bytes.fromhex(address[i : i + 8])[::-1] for i in range(0, len(address), 8))
                 found.append((owner[inode], socket.inet_ntop(family, raw), int(port, 16)))
     return found
+
+
+class ProcStat(NamedTuple):
+    """What ``/proc/<pid>/stat`` says of a process that the tests use."""
+
+    state: bytes
+    ppid: int
+    pgid: int
+    sid: int
+    started: int  # clock ticks after boot: with the pid, tells a process from a later one of that pid
+
+    @property
+    def zombie(self) -> bool:
+        return self.state in (b"Z", b"X")
+
+
+def process_table() -> dict[int, ProcStat]:
+    """``{pid: ProcStat}`` of every process there is now, zombies included."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        state, ppid, pgid, sid, *rest = stat[stat.rindex(b")") + 2 :].split()  # after "pid (comm) "
+        table[int(entry)] = ProcStat(state, int(ppid), int(pgid), int(sid), int(rest[15]))  # field 22
+    return table
