@@ -11,9 +11,9 @@ from typing import IO
 from airflow.sdk import ObjectStoragePath
 
 BLOCK_SIZE = 4 * 1024 * 1024  # reads of ID files and spools: large enough for C-speed checks
-PART_SIZE = (
-    8 * 1024 * 1024
-)  # what an object store's writer buffers before it sends a part (S3: 5 MiB at least)
+# What an object store's writer buffers before it sends a part: S3's smallest part size, since
+# s3fs and botocore hold several copies of a part while it is sent (peak RSS grows with it).
+PART_SIZE = 5 * 1024 * 1024
 LOCAL_PROTOCOLS = ("file", "local", "")
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ def atomic_writer(path: ObjectStoragePath) -> Iterator[IO[bytes]]:
         return
 
     _abort_stale_uploads(path)
-    # Parts of 8 MiB: s3fs would otherwise buffer 50 MiB and copy it whole for each part.
+    # Parts of 5 MiB: s3fs would otherwise buffer 50 MiB and copy it whole for each part.
     # ObjectStoragePath.open passes autocommit and block_size to the file system's open, and
     # its lineage wrapper passes commit() and discard() through to the file.
     file = path.open("wb", autocommit=False, block_size=PART_SIZE)

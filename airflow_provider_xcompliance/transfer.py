@@ -18,12 +18,12 @@ import queue
 import re
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import requests
 from airflow.sdk.log import mask_secret
+from isal import isal_zlib
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from airflow_provider_xcompliance import protocol
@@ -340,7 +340,7 @@ class SignedUrlClient:
 def read_ahead(items: Iterator[T], depth: int = 2) -> Iterator[T]:
     """Produce ``items`` in a background thread, up to ``depth`` ahead of the consumer, so that
     reading, validating or decompressing the next block overlaps with sending or writing this
-    one (socket I/O, file writes and zlib release the GIL). An error of the producer is raised
+    one (socket I/O, file writes and inflating release the GIL). An error of the producer is raised
     in the consumer, at the item where it happened; closing the consumer stops the producer."""
     handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
     stop = threading.Event()
@@ -442,11 +442,16 @@ def _chunks(blocks: Iterable[bytes], size: int) -> Iterator[tuple[Chunk, bool]]:
     yield Chunk(parts), True
 
 
+def _gzip_inflater():
+    """ISA-L's gzip inflater: zlib's interface, about 4x zlib's speed, the GIL released."""
+    return isal_zlib.decompressobj(wbits=isal_zlib.MAX_WBITS | 16)
+
+
 def _decoded_blocks(response: requests.Response, what: str) -> Iterator[bytes]:
     """The body of a download, decompressed when it comes gzip-encoded (GCS serves gzip-stored
     objects as stored to clients that accept gzip); a truncated stream is a transport error."""
     gzipped = "gzip" in response.headers.get("Content-Encoding", "").lower()
-    inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16) if gzipped else None
+    inflater = _gzip_inflater() if gzipped else None
     received = False
     try:
         while data := response.raw.read(DOWNLOAD_READ_SIZE, decode_content=False):
@@ -460,10 +465,10 @@ def _decoded_blocks(response: requests.Response, what: str) -> Iterator[bytes]:
                     yield block
                 data = inflater.unconsumed_tail
                 if inflater.eof and inflater.unused_data:  # a second gzip member follows
-                    data, inflater = inflater.unused_data, zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
+                    data, inflater = inflater.unused_data, _gzip_inflater()
         if inflater is not None and received and not inflater.eof:
             raise XComplianceTransportError(f"{what}: the compressed results ended early")
-    except zlib.error as exc:
+    except isal_zlib.error as exc:
         raise XComplianceTransportError(f"{what}: the compressed results are damaged ({exc})") from None
     except (requests.RequestException, Urllib3Error, OSError) as exc:
         raise XComplianceTransportError(f"{what}: the connection broke off ({type(exc).__name__})") from None

