@@ -52,3 +52,32 @@ def test_bad_line_is_reported_with_its_number():
     summary.feed(b'{"id": "1", "reason": "deleted"}\n\n{"id": "2"}\n<html>')
     with pytest.raises(InvalidResultsError, match=r"results of job 7, line 4: '<html>'"):
         summary.finish()
+
+
+def test_documented_values_unknown_values_and_missing_fields_count_alike():
+    """The documented values take the fast decoder; a block with any other value, or a null,
+    is decoded again leniently; a missing action or reason counts as "unknown" either way."""
+    known = [
+        {"id": "1", "action": "delete", "reason": "deleted"},
+        {"id": "2", "action": "delete", "reason": "bounced"},
+        {"id": "3", "reason": "deactivated"},
+        {"id": "4", "action": "scrub_geo"},
+    ]
+    odd = [{"id": "5", "action": None, "reason": 3}, {"id": "6", "action": "delete", "reason": "x"}]
+    counts = {}
+    for lines in (known, known + odd):
+        summary = ResultsSummary("r")
+        summary.feed(b"".join(json.dumps(line).encode() + b"\n" for line in lines))
+        summary.finish()
+        counts[len(lines)] = summary.as_dict()
+    assert counts[4]["by_action"] == {"delete": 2, "scrub_geo": 1, "unknown": 1}
+    assert counts[4]["by_reason"] == {"bounced": 1, "deactivated": 1, "deleted": 1, "unknown": 1}
+    assert counts[6]["by_action"] == {"None": 1, "delete": 3, "scrub_geo": 1, "unknown": 1}
+    assert counts[6]["by_reason"] == {
+        "3": 1,
+        "bounced": 1,
+        "deactivated": 1,
+        "deleted": 1,
+        "unknown": 1,
+        "x": 1,
+    }
