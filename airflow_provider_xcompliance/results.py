@@ -10,7 +10,6 @@ import msgspec
 
 from airflow_provider_xcompliance.exceptions import InvalidResultsError
 
-
 # The values X documents (reference: "reason values seen"); others are counted too, more slowly.
 _KNOWN_ACTIONS = ("delete", "scrub_geo")
 _KNOWN_REASONS = ("deleted", "bounced", "protected", "suspended", "scrub_geo", "deactivated")
