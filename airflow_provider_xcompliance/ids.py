@@ -8,13 +8,13 @@ other line (``0123``, ``9999999999999999999``, ``12a``) stops the stream with an
 after it is sent and the upload is never completed.
 
 Clean blocks (the common case) are checked whole, with C-level byte operations and no Python
-loop per line: ``translate`` finds any byte that is not a digit or a line feed, and when every
-line has the same width (tweet IDs are 19 digits today) strided slices check that each line
-ends where it should, that none starts with ``0`` and that none of width 19 starts with ``9``
-(every 19-digit ID below 9e18 fits). Files of mixed widths are checked with ``find`` for
-leading zeros and blank lines, a digits-to-``d`` ``translate`` for lines over 19 digits, and a
-look at each line starting with ``9``. Only a block that fails these checks is walked line by
-line.
+loop per line: ``translate`` deletes the digits, and what is left must be line feeds only, one
+per line. When every line has the same width (tweet IDs are 19 digits today) strided slices
+check that each line ends where it should, that none starts with ``0`` and that none of width
+19 starts with ``9`` (every 19-digit ID below 9e18 fits). Files of mixed widths are checked
+with ``find`` for leading zeros and blank lines, a digits-to-``d`` ``translate`` for lines over
+19 digits, and a look at each line starting with ``9``. Only a block that fails these checks
+is walked line by line.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ MAX_ID = 9223372036854775807  # the largest signed 64-bit integer
 MAX_LINE = 4096  # no ID line is this long; a file without line feeds must not fill memory
 _MAX_ID_BYTES = str(MAX_ID).encode()
 _MAX_DIGITS = len(_MAX_ID_BYTES)
-_ID_BYTES = b"0123456789\n"
+_DIGIT_BYTES = b"0123456789"
 _DIGITS = re.compile(rb"[0-9]+")
 _DIGITS_AS_D = bytes.maketrans(b"0123456789", b"dddddddddd")
 _TOO_LONG = b"d" * (_MAX_DIGITS + 1)
@@ -41,13 +41,15 @@ def canonical_id_count(lines: bytes) -> int | None:
     is wrong, or normalises it)."""
     if not lines:
         return 0
-    if lines.translate(None, _ID_BYTES):  # a byte that is neither a digit nor a line feed
+    line_feeds = lines.translate(None, _DIGIT_BYTES)
+    if line_feeds.strip(b"\n"):  # a byte that is neither a digit nor a line feed
         return None
     width = lines.find(b"\n")
     step = width + 1
     if 0 < width <= _MAX_DIGITS and len(lines) % step == 0:
         count = len(lines) // step
-        if lines[width::step].count(b"\n") == count:  # every line is exactly `width` digits
+        # Every line is exactly `width` digits: a line feed ends each, and there is no other.
+        if len(line_feeds) == count and lines[width::step].count(b"\n") == count:
             firsts = lines[::step]
             if b"0" in firsts:
                 return None
@@ -60,7 +62,7 @@ def canonical_id_count(lines: bytes) -> int | None:
         return None
     if _any_too_large(lines):
         return None
-    return lines.count(b"\n")
+    return len(line_feeds)
 
 
 def _any_too_large(lines: bytes) -> bool:

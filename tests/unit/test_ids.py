@@ -124,3 +124,23 @@ def test_mixed_widths_are_checked_in_every_line():
             with pytest.raises(InvalidIdError) as caught:
                 clean([_lines(values)])
             assert caught.value.line_number == position + 1
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        # Each has a line feed wherever the first line's width says one should be, and one more:
+        # the equal-width check alone passed them (counting 2 IDs, and letting "0" or a blank
+        # line through); every line feed must be one of the expected ones.
+        (b"376898\n99\n340\n", (b"376898\n99\n340\n", 3)),
+        (b"12\n9\n\n", (b"12\n9\n", 2)),
+        (b"40700131\n891629\n0\n", 3),
+    ],
+)
+def test_mixed_widths_that_line_up_with_the_first_line_are_still_checked(raw, expected):
+    if isinstance(expected, int):
+        with pytest.raises(InvalidIdError) as caught:
+            clean([raw])
+        assert caught.value.line_number == expected
+    else:
+        assert clean([raw]) == expected
