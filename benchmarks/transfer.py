@@ -16,7 +16,7 @@ The Python children are forked from a server process that has only imported the 
 
   curl -T                 ``curl -T ids.txt -H 'Content-Type: text/plain' <upload URL>`` of a fresh job
   hook simple upload      ``XComplianceHook.upload_ids`` to a job created with ``resumable=False``
-  hook resumable upload   the same with ``resumable=True`` (16 MiB chunks)
+  hook resumable upload   the same with ``resumable=True`` (8 MiB chunks, the default)
   hook validate only      reading + validating the ID file as the upload does, no network at all:
                           the client's own floor for an upload
   curl --compressed       ``curl --compressed -o results.jsonl <download URL>`` of a complete job
