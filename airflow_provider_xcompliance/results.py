@@ -46,7 +46,8 @@ class ResultsSummary:
 
     Fed with raw blocks as they arrive, so neither the file nor its IDs are ever held in
     memory. Each run of whole lines is decoded in one ``msgspec`` call into only the fields
-    counted; only when that fails is the run decoded line by line, to say which line is broken.
+    counted (with documented values first, then, if some value is not one, with any values);
+    only when that fails too is the run decoded line by line, to say which line is broken.
     Duplicated IDs are counted as the lines they are (X sometimes reports an ID twice).
     """
 

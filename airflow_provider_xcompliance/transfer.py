@@ -452,20 +452,32 @@ def _decoded_blocks(response: requests.Response, what: str) -> Iterator[bytes]:
     objects as stored to clients that accept gzip); a truncated stream is a transport error."""
     gzipped = "gzip" in response.headers.get("Content-Encoding", "").lower()
     inflater = _gzip_inflater() if gzipped else None
-    received = False
+    received = ended = False
+    held = b""  # the start of a further gzip member, sent on with the next read
     try:
-        while data := response.raw.read(DOWNLOAD_READ_SIZE, decode_content=False):
-            received = True
+        while not ended:
+            data = response.raw.read(DOWNLOAD_READ_SIZE, decode_content=False)
+            ended = not data
+            received = received or not ended
             if inflater is None:
-                yield data
+                if data:
+                    yield data
                 continue
+            data, held = held + data if held else data, b""
             while data:
                 block = inflater.decompress(data, MAX_INFLATE)
                 if block:
                     yield block
                 data = inflater.unconsumed_tail
-                if inflater.eof and inflater.unused_data:  # a second gzip member follows
-                    data, inflater = inflater.unused_data, _gzip_inflater()
+                if inflater.eof and inflater.unused_data:
+                    # A further gzip member. Its header may be cut by the end of this read, and
+                    # ISA-L refuses some headers in two pieces (with a header CRC or an extra
+                    # field), so it goes on only with the next read, or alone at the end.
+                    held, inflater = inflater.unused_data, _gzip_inflater()
+                    if ended:
+                        data, held = held, b""
+                    else:
+                        break
         if inflater is not None and received and not inflater.eof:
             raise XComplianceTransportError(f"{what}: the compressed results ended early")
     except isal_zlib.error as exc:

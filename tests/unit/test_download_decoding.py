@@ -82,3 +82,35 @@ def test_a_wrong_checksum_is_caught():
     assert zlib.crc32(plain) != int.from_bytes(body[-8:-4], "little")
     with pytest.raises(XComplianceTransportError, match="damaged"):
         _decoded(bytes(body))
+
+
+def _member_with_header_crc(payload: bytes) -> bytes:
+    """A gzip member whose header carries a CRC-16 (FHCRC) and an extra field (FEXTRA), which
+    Python's gzip module never writes but other writers may."""
+    header = b"\x1f\x8b\x08" + bytes([0x02 | 0x04]) + bytes(4) + b"\x00\xff"
+    header += (4).to_bytes(2, "little") + b"XC\x00\x00"  # one 4-byte extra subfield
+    header += (zlib.crc32(header) & 0xFFFF).to_bytes(2, "little")
+    deflate = zlib.compressobj(wbits=-15)
+    body = deflate.compress(payload) + deflate.flush()
+    trailer = zlib.crc32(payload).to_bytes(4, "little") + len(payload).to_bytes(4, "little")
+    return header + body + trailer
+
+
+@pytest.mark.parametrize("cut", [1, 5, 12, 15])
+def test_a_further_members_header_cut_by_a_read_boundary(cut):
+    """The second member's header begins ``cut`` bytes before the end of the first read."""
+    first_plain = random.Random(cut).randbytes(DOWNLOAD_READ_SIZE)
+    first = gzip.compress(first_plain, compresslevel=0)
+    first_plain = first_plain[: len(first_plain) - (len(first) - (DOWNLOAD_READ_SIZE - cut))]
+    first = gzip.compress(first_plain, compresslevel=0)
+    assert len(first) == DOWNLOAD_READ_SIZE - cut
+    second_plain = _results(50)
+    assert _decoded(first + _member_with_header_crc(second_plain)) == first_plain + second_plain
+
+
+def test_more_output_than_one_inflate_call_gives_comes_out_whole(monkeypatch):
+    from airflow_provider_xcompliance import transfer
+
+    monkeypatch.setattr(transfer, "MAX_INFLATE", 4096)  # each read inflates in many calls
+    plain = _results(20_000)
+    assert _decoded(gzip.compress(plain) + gzip.compress(plain[:1000])) == plain + plain[:1000]
