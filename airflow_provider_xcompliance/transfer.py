@@ -452,18 +452,20 @@ def _decoded_blocks(response: requests.Response, what: str) -> Iterator[bytes]:
     objects as stored to clients that accept gzip); a truncated stream is a transport error."""
     gzipped = "gzip" in response.headers.get("Content-Encoding", "").lower()
     inflater = _gzip_inflater() if gzipped else None
-    received = ended = False
+    received = False
     held = b""  # the start of a further gzip member, sent on with the next read
     try:
-        while not ended:
+        while True:
             data = response.raw.read(DOWNLOAD_READ_SIZE, decode_content=False)
-            ended = not data
-            received = received or not ended
+            received = received or bool(data)
             if inflater is None:
-                if data:
-                    yield data
+                if not data:
+                    break
+                yield data
                 continue
-            data, held = held + data if held else data, b""
+            data, held = held + data, b""  # (b"" + data is data itself: no copy)
+            if not data:
+                break
             while data:
                 block = inflater.decompress(data, MAX_INFLATE)
                 if block:
@@ -472,12 +474,9 @@ def _decoded_blocks(response: requests.Response, what: str) -> Iterator[bytes]:
                 if inflater.eof and inflater.unused_data:
                     # A further gzip member. Its header may be cut by the end of this read, and
                     # ISA-L refuses some headers in two pieces (with a header CRC or an extra
-                    # field), so it goes on only with the next read, or alone at the end.
+                    # field), so it goes on with the next read (an empty one at the end).
                     held, inflater = inflater.unused_data, _gzip_inflater()
-                    if ended:
-                        data, held = held, b""
-                    else:
-                        break
+                    break
         if inflater is not None and received and not inflater.eof:
             raise XComplianceTransportError(f"{what}: the compressed results ended early")
     except isal_zlib.error as exc:
