@@ -13,8 +13,8 @@ per line. When every line has the same width (tweet IDs are 19 digits today) str
 check that each line ends where it should, that none starts with ``0`` and that none of width
 19 starts with ``9`` (every 19-digit ID below 9e18 fits). Files of mixed widths are checked
 with ``find`` for leading zeros and blank lines, a digits-to-``d`` ``translate`` for lines over
-19 digits, and a look at each line starting with ``9``. Only a block that fails these checks
-is walked line by line.
+19 digits, and a regular expression for the 19-digit lines that start with ``9``. Only a
+block that fails these checks is walked line by line.
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ _DIGIT_BYTES = b"0123456789"
 _DIGITS = re.compile(rb"[0-9]+")
 _DIGITS_AS_D = bytes.maketrans(b"0123456789", b"dddddddddd")
 _TOO_LONG = b"d" * (_MAX_DIGITS + 1)
+# A line of 19 digits starting with 9, after a line feed; the look-ahead leaves its line feed
+# to start the next match.
+_NINETEEN_DIGITS_FROM_9 = re.compile(rb"\n(9[0-9]{%d})(?=\n)" % (_MAX_DIGITS - 1))
 
 
 def canonical_id_count(lines: bytes) -> int | None:
@@ -42,45 +45,37 @@ def canonical_id_count(lines: bytes) -> int | None:
     if not lines:
         return 0
     line_feeds = lines.translate(None, _DIGIT_BYTES)
-    if line_feeds.strip(b"\n"):  # a byte that is neither a digit nor a line feed
+    count = len(line_feeds)
+    # Comparing with a fresh run of line feeds is a memcmp; strip or count walk byte by byte.
+    if line_feeds != b"\n" * count:  # a byte that is neither a digit nor a line feed
         return None
     width = lines.find(b"\n")
     step = width + 1
-    if 0 < width <= _MAX_DIGITS and len(lines) % step == 0:
-        count = len(lines) // step
-        # Every line is exactly `width` digits: a line feed ends each, and there is no other.
-        if len(line_feeds) == count and lines[width::step].count(b"\n") == count:
-            firsts = lines[::step]
-            if b"0" in firsts:
-                return None
-            if width == _MAX_DIGITS and b"9" in firsts and _any_too_large(lines):
-                return None
-            return count
+    # Every line is exactly `width` digits: a line feed ends each, and there is no other.
+    if 0 < width <= _MAX_DIGITS and len(lines) == count * step and lines[width::step] == line_feeds:
+        firsts = lines[::step]
+        if b"0" in firsts:
+            return None
+        if width == _MAX_DIGITS and b"9" in firsts and _any_too_large(lines):
+            return None
+        return count
     if lines[:1] in (b"0", b"\n") or b"\n0" in lines or b"\n\n" in lines:  # leading zero, blank line
         return None
     if _TOO_LONG in lines.translate(_DIGITS_AS_D):
         return None
     if _any_too_large(lines):
         return None
-    return len(line_feeds)
+    return count
 
 
 def _any_too_large(lines: bytes) -> bool:
-    """Whether a 19-digit line exceeds the largest ID (only lines starting with 9 can)."""
-
-    def too_large(start: int) -> bool:
-        end = start + _MAX_DIGITS
-        line = lines[start:end]
-        return lines[end : end + 1] == b"\n" and line > _MAX_ID_BYTES and b"\n" not in line
-
-    if lines[:1] == b"9" and too_large(0):
+    """Whether a 19-digit line exceeds the largest ID (only lines starting with 9 can); ``lines``
+    holds only digits and line feeds. The search runs in C: a Python loop over every line
+    starting with 9 ran at 70 MB/s on user IDs of mixed widths."""
+    first = lines[: _MAX_DIGITS + 1]
+    if first[:1] == b"9" and first[-1:] == b"\n" and first[:-1].isdigit() and first[:-1] > _MAX_ID_BYTES:
         return True
-    position = lines.find(b"\n9")
-    while position != -1:
-        if too_large(position + 1):
-            return True
-        position = lines.find(b"\n9", position + 2)
-    return False
+    return any(line > _MAX_ID_BYTES for line in _NINETEEN_DIGITS_FROM_9.findall(lines))
 
 
 def id_problem(value: bytes) -> str | None:

@@ -144,3 +144,23 @@ def test_mixed_widths_that_line_up_with_the_first_line_are_still_checked(raw, ex
         assert caught.value.line_number == expected
     else:
         assert clean([raw]) == expected
+
+
+@pytest.mark.parametrize(
+    "raw, line",
+    [
+        (b"9223372036854775807\n9223372036854775808\n5\n", 2),  # right after another 19-digit 9-line
+        (b"5\n9223372036854775807\n9999999999999999999\n", 3),
+        (b"9223372036854775808\n5\n", 1),  # the first line, which no line feed precedes
+    ],
+)
+def test_too_large_ids_among_mixed_widths_are_found_wherever_they_sit(raw, line):
+    with pytest.raises(InvalidIdError, match="larger than") as caught:
+        clean([raw])
+    assert caught.value.line_number == line
+
+
+def test_a_short_first_line_starting_with_9_is_not_read_as_19_digits():
+    # The first 20 bytes end in a line feed, but hold two lines: no 19-digit ID to compare.
+    raw = b"99\n1234567890123456\n"
+    assert clean([raw]) == (raw, 2)
