@@ -96,7 +96,8 @@ class IdNormalizer:
         self.source = source
         self.ids = 0
         self.bytes_out = 0
-        self._lines_done = 0
+        self.normalised = False  # whether any byte was changed or dropped (a BOM, CRLF, blanks)
+        self.lines_read = 0
         self._tail = b""
         self._started = False
 
@@ -109,13 +110,12 @@ class IdNormalizer:
                 return b""
             self._started = True
             self._tail, block = b"", data.removeprefix(BOM)
+            self.normalised = len(block) < len(data)
         cut = block.rfind(b"\n") + 1
         if not cut:
             self._tail += block
             if len(self._tail) > MAX_LINE:
-                raise InvalidIdError(
-                    self.source, self._lines_done + 1, self._tail[:40].replace(b"\r", b"\\r")
-                )
+                raise InvalidIdError(self.source, self.lines_read + 1, self._tail[:40].replace(b"\r", b"\\r"))
             return b""
         if self._tail:  # one copy: the unfinished line of the last block, then this block's lines
             lines = b"".join((self._tail, memoryview(block)[:cut]))
@@ -128,6 +128,7 @@ class IdNormalizer:
         """Clean what is left after the last block (a last line without a newline)."""
         tail, self._tail = self._tail, b""
         self._started = True
+        self.normalised = self.normalised or bool(tail)  # a line feed added, or spaces dropped
         return self._clean(tail + b"\n") if tail.strip() else b""
 
     def _clean(self, lines: bytes) -> bytes:
@@ -135,7 +136,7 @@ class IdNormalizer:
         if count is None:
             lines, count = self._clean_slowly(lines)
         else:
-            self._lines_done += count
+            self.lines_read += count
         self.ids += count
         self.bytes_out += len(lines)
         return lines
@@ -143,15 +144,17 @@ class IdNormalizer:
     def _clean_slowly(self, lines: bytes) -> tuple[bytes, int]:
         kept = []
         for line in lines.split(b"\n")[:-1]:
-            self._lines_done += 1
+            self.lines_read += 1
             value = line.strip()
             if not value:
                 continue
             problem = id_problem(value)
             if problem:
-                raise InvalidIdError(self.source, self._lines_done, value, problem)
+                raise InvalidIdError(self.source, self.lines_read, value, problem)
             kept.append(value)
-        return (b"\n".join(kept) + b"\n" if kept else b""), len(kept)
+        clean = b"\n".join(kept) + b"\n" if kept else b""
+        self.normalised = self.normalised or clean != lines
+        return clean, len(kept)
 
 
 def normalized_blocks(

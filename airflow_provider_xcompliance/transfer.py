@@ -77,6 +77,48 @@ class SizedBody:
             yield block
 
 
+class BodyLengthChanged(Exception):
+    """A :class:`StreamedBody` came out longer or shorter than the length it announced."""
+
+
+class StreamedBody:
+    """A body of announced length whose blocks ``open_blocks`` produces afresh on each pass (a
+    retry reads its source again), sent as they come instead of from a file.
+
+    The block that completes the body is held back until the stream has ended at exactly
+    ``length`` bytes. A stream that turns out longer or shorter (:class:`BodyLengthChanged`),
+    or fails on the way (a bad line), stops the request before its last byte, so the storage
+    server, which keeps an object only once its whole ``Content-Length`` has arrived, never
+    gets one."""
+
+    def __init__(self, open_blocks: Callable[[], Iterator[bytes]], length: int) -> None:
+        self.open_blocks = open_blocks
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> Iterator[bytes]:
+        blocks = self.open_blocks()
+        try:
+            held, total = b"", 0
+            for block in blocks:
+                total += len(block)
+                if total > self.length:
+                    raise BodyLengthChanged(f"more than the {self.length} bytes announced")
+                if block:
+                    if held:
+                        yield held
+                    held = block
+            if total != self.length:
+                raise BodyLengthChanged(f"{total} bytes, not the {self.length} announced")
+            yield held
+        finally:
+            close = getattr(blocks, "close", None)
+            if close:
+                close()
+
+
 class SignedUrlClient:
     """Uploads to and downloads from signed URLs with one retry budget per transfer.
 
@@ -96,7 +138,7 @@ class SignedUrlClient:
 
     # --- simple upload ------------------------------------------------------------------
 
-    def put_object(self, url: str, body: SizedBody, what: str) -> None:
+    def put_object(self, url: str, body: SizedBody | StreamedBody, what: str) -> None:
         """One ``PUT`` of the whole body with its length. A retry sends it again whole: a second
         PUT replaces the object, as GCS does."""
         budget = self.policy.budget()

@@ -68,6 +68,64 @@ def test_simple_upload_sends_its_length(hook, emulator, tmp_path):
     assert requests_to(emulator, "upload") == [("upload", 200)]
 
 
+BIG_ID_LINES = b"".join(b"%d\n" % (1_200_000_000_000_000_000 + i * 7919) for i in range(300_000))  # 6 MB
+
+
+def no_spool(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the IDs were spooled")
+
+    monkeypatch.setattr("airflow_provider_xcompliance.hooks.compliance.tempfile.TemporaryFile", refuse)
+
+
+def test_a_canonical_id_file_streams_into_one_put_without_a_spool(hook, emulator, tmp_path, monkeypatch):
+    ids = tmp_path / "ids.txt"
+    ids.write_bytes(BIG_ID_LINES)  # two read blocks: the second is held until the file has ended
+    no_spool(monkeypatch)
+    job = hook.create_job("tweets", resumable=False)
+    report = hook.upload_ids(job, ids)
+    assert (report["ids"], report["bytes"]) == (300_000, len(BIG_ID_LINES))
+    assert emulator.submission_path(job.id).read_bytes() == BIG_ID_LINES
+    assert requests_to(emulator, "upload") == [("upload", 200)]
+
+
+def upload_statuses(emulator, count):
+    """The statuses of the first ``count`` simple uploads, once the emulator has logged them (a
+    PUT the client broke off is logged when the emulator notices, maybe after the client's error)."""
+    deadline = time.monotonic() + 30
+    while len(statuses := [status for _, status in requests_to(emulator, "upload")]) < count:
+        assert time.monotonic() < deadline, statuses
+        time.sleep(0.05)
+    return statuses
+
+
+def test_a_file_normalised_past_its_head_stops_its_stream_and_is_spooled(hook, emulator, tmp_path, capsys):
+    """The first 64 KiB look canonical, so the file streams; a CRLF line in its second block
+    stops the PUT short of its length (no object), and the spooled, normalised file follows."""
+    cut = BIG_ID_LINES.index(b"\n", 5_000_000) + 1
+    ids = tmp_path / "ids.txt"
+    ids.write_bytes(BIG_ID_LINES[:cut] + b"1200000000000000001\r\n" + BIG_ID_LINES[cut:])
+    job = hook.create_job("tweets", resumable=False)
+    report = hook.upload_ids(job, ids)
+    assert report["ids"] == 300_001
+    expected = BIG_ID_LINES[:cut] + b"1200000000000000001\n" + BIG_ID_LINES[cut:]
+    assert emulator.submission_path(job.id).read_bytes() == expected
+    assert upload_statuses(emulator, 2) == [0, 200]  # broken off, then whole
+    assert "is not in canonical form (normalising changed one of its first" in capsys.readouterr().out
+
+
+def test_a_bad_line_deep_in_a_streamed_file_leaves_the_job_without_ids(hook, emulator, tmp_path):
+    lines = BIG_ID_LINES.split(b"\n")
+    lines[279_999] = b"12a"  # line 280,000, in the second read block
+    ids = tmp_path / "ids.txt"
+    ids.write_bytes(b"\n".join(lines))
+    job = hook.create_job("tweets", resumable=False)
+    with pytest.raises(InvalidIdError, match=r"ids\.txt, line 280000: '12a'"):
+        hook.upload_ids(job, ids)
+    assert upload_statuses(emulator, 1) == [0]  # started, never finished
+    assert hook.get_job(job.id).status == "created" and not emulator.submission_path(job.id).exists()
+
+
 @pytest.mark.parametrize("resumable", [False, True], ids=["simple", "resumable"])
 def test_signed_url_408_429_5xx_and_drops_are_retried(monkeypatch, tmp_path, resumable):
     # The backoff of four failures in a row (about 15 s) must fit in the upload window.

@@ -36,7 +36,12 @@ from airflow_provider_xcompliance.exceptions import (
     XComplianceStorageError,
     XComplianceTransportError,
 )
-from airflow_provider_xcompliance.ids import IdNormalizer, blocks_from_ids, normalized_blocks
+from airflow_provider_xcompliance.ids import (
+    IdNormalizer,
+    blocks_from_ids,
+    canonical_id_count,
+    normalized_blocks,
+)
 from airflow_provider_xcompliance.models import COMPLETE, CREATED, ComplianceJob, RateLimit
 from airflow_provider_xcompliance.progress import Progress
 from airflow_provider_xcompliance.reports import DownloadSummary, UploadReport
@@ -44,14 +49,17 @@ from airflow_provider_xcompliance.results import ResultsSummary
 from airflow_provider_xcompliance.storage import BLOCK_SIZE, Location, atomic_writer, read_blocks, to_path
 from airflow_provider_xcompliance.transfer import (
     DEFAULT_CHUNK_SIZE,
+    BodyLengthChanged,
     SignedUrlClient,
     SizedBody,
+    StreamedBody,
     mask_url,
     read_ahead,
 )
 from airflow_provider_xcompliance.upload_sessions import VariableSessionKeeper, source_version
 
 IdSource = Location | Iterable[int | str]
+HEAD_SIZE = 64 * 1024  # what is read of an ID file to tell whether it may already be canonical
 
 
 class XComplianceHook(BaseHook):
@@ -268,8 +276,9 @@ class XComplianceHook(BaseHook):
         why) before the job can receive the file. Jobs created with ``resumable=True`` stream
         through a resumable session in ``chunk_size`` chunks and survive dropped connections;
         the last chunk goes out only after the last line passed. Simple jobs get one ``PUT``
-        with a ``Content-Length``: the IDs are validated into a spool file in the task's
-        temporary directory first, so nothing is sent unless every line passed.
+        with a ``Content-Length``, whose last byte goes out only after the last line passed:
+        an ID file in canonical form streams as it is validated, anything else is validated
+        into a spool file first.
 
         With ``keep_session`` (the operators set it; it needs a running task), a resumable
         session is kept, encrypted, in an Airflow Variable, and a later try with the same ID
@@ -285,7 +294,7 @@ class XComplianceHook(BaseHook):
         if keeper is None or not keeper.session_url:  # a kept session outlives the window
             self._check_upload_window(job)
 
-        name, blocks = _id_source(source)
+        name = _id_source_name(source)
         self.log.info(
             "Uploading IDs from %s to compliance job %s (%s upload)",
             name,
@@ -293,18 +302,12 @@ class XComplianceHook(BaseHook):
             "resumable" if job.resumable else "simple",
         )
         what = f"The upload to compliance job {job.id}"
-        normalizer = IdNormalizer(name)
-        progress = Progress(self.log, f"Upload to job {job.id}", "IDs")
-        # Read and validate in a thread of its own, while this one sends or spools.
-        ids = read_ahead(_reporting(normalized_blocks(blocks, name, normalizer), normalizer, progress))
+        ids = _ValidatedIds(source, name, Progress(self.log, f"Upload to job {job.id}", "IDs"))
         try:
             if job.resumable:
-                self.transfers.upload_resumable(job.upload_url, ids, what, chunk_size, keeper)
+                self.transfers.upload_resumable(job.upload_url, ids(), what, chunk_size, keeper)
             else:
-                with tempfile.TemporaryFile(prefix="x-compliance-ids-") as spool:
-                    for block in ids:
-                        spool.write(block)
-                    self.transfers.put_object(job.upload_url, SizedBody(spool, normalizer.bytes_out), what)
+                self._put_ids(job, ids, what)
         except XComplianceStorageError as error:
             if error.code == "ExpiredToken":
                 raise UploadWindowExpired(
@@ -315,6 +318,7 @@ class XComplianceHook(BaseHook):
             raise
         finally:
             ids.close()
+        normalizer, progress = ids.normalizer, ids.progress
         seconds = progress.done(normalizer.bytes_out, normalizer.ids)
         return UploadReport(
             job_id=job.id,
@@ -325,6 +329,29 @@ class XComplianceHook(BaseHook):
             already_uploaded=False,
             seconds=round(seconds, 3),
         )
+
+    def _put_ids(self, job: ComplianceJob, ids: _ValidatedIds, what: str) -> None:
+        """The simple upload: one ``PUT`` with a ``Content-Length``, which must be known before
+        the first byte. An ID file already in canonical form (the usual case, and the only one
+        whose length is known up front) is streamed as it is validated; any other source is
+        validated into a spool file in the task's temporary directory first. Either way the
+        upload completes only once every line has passed."""
+        length = _canonical_length(ids.source)
+        if length is not None:
+            try:
+                body = StreamedBody(lambda: ids(unchanged=True), length)
+                return self.transfers.put_object(job.upload_url, body, what)
+            except BodyLengthChanged as exc:  # normalised on the way (CRLF, blank lines, spaces)
+                self.log.info(
+                    "%s is not in canonical form (%s): validating it into a spool file and sending "
+                    "that instead",
+                    ids.name,
+                    exc,
+                )
+        with tempfile.TemporaryFile(prefix="x-compliance-ids-") as spool:
+            for block in ids():
+                spool.write(block)
+            self.transfers.put_object(job.upload_url, SizedBody(spool, ids.normalizer.bytes_out), what)
 
     def _session_keeper(self, job: ComplianceJob, source: IdSource) -> VariableSessionKeeper | None:
         if not isinstance(source, (str, os.PathLike, ObjectStoragePath)):
@@ -396,14 +423,70 @@ class XComplianceHook(BaseHook):
         return job
 
 
-def _id_source(source: IdSource) -> tuple[str, Iterator[bytes]]:
-    """A name for errors, and the raw blocks of the source."""
+def _id_source_name(source: IdSource) -> str:
+    """The source's name in errors and logs."""
     if isinstance(source, (str, os.PathLike, ObjectStoragePath)):
-        path = to_path(source)
-        return str(path), _source_blocks(path)
+        return str(to_path(source))
     if isinstance(source, (bytes, bytearray)):
         raise TypeError("Pass IDs as a path, a URL or an iterable of IDs, not bytes")
-    return "the given IDs", blocks_from_ids(source)
+    return "the given IDs"
+
+
+class _ValidatedIds:
+    """The validated blocks of an ID source, read and checked in a thread of their own while the
+    caller sends or spools. Each call reads a file source afresh (a retried ``PUT`` reads it
+    again); ``normalizer`` counts the latest read. IDs given in memory can be read once."""
+
+    def __init__(self, source: IdSource, name: str, progress: Progress) -> None:
+        self.source = source
+        self.name = name
+        self.progress = progress
+        self.normalizer = IdNormalizer(name)
+        self._blocks: Iterator[bytes] | None = None
+
+    def __call__(self, unchanged: bool = False) -> Iterator[bytes]:
+        """Start a read; with ``unchanged``, one that stops with :class:`BodyLengthChanged` at
+        the first block that normalising changed (its length is then no longer the file's)."""
+        self.close()
+        if isinstance(self.source, (str, os.PathLike, ObjectStoragePath)):
+            raw = _source_blocks(to_path(self.source))
+        else:
+            raw = blocks_from_ids(self.source)
+        self.normalizer = normalizer = IdNormalizer(self.name)
+        blocks = _reporting(normalized_blocks(raw, self.name, normalizer), normalizer, self.progress)
+        self._blocks = read_ahead(_unchanged(blocks, normalizer) if unchanged else blocks)
+        return self._blocks
+
+    def close(self) -> None:
+        if self._blocks is not None:
+            self._blocks.close()
+
+
+def _unchanged(blocks: Iterator[bytes], normalizer: IdNormalizer) -> Iterator[bytes]:
+    for block in blocks:
+        if normalizer.normalised:
+            raise BodyLengthChanged(f"normalising changed one of its first {normalizer.lines_read:,} lines")
+        yield block
+
+
+def _canonical_length(source: IdSource) -> int | None:
+    """The size of an ID file that looks canonical (its first lines are, and it ends with a line
+    feed), so that its normalised length is known before it is read; else None."""
+    if not isinstance(source, (str, os.PathLike, ObjectStoragePath)):
+        return None
+    try:
+        with to_path(source).open("rb") as file:
+            head = file.read(HEAD_SIZE)
+            size = file.seek(0, os.SEEK_END)
+            if size <= 0:
+                return None
+            file.seek(size - 1)
+            last = file.read(1)
+    except OSError:
+        return None  # the upload itself reports it
+    if last != b"\n" or canonical_id_count(head[: head.rfind(b"\n") + 1]) is None:
+        return None  # a BOM, CRLF, spaces or a blank line early on: not worth a try
+    return size
 
 
 def _source_blocks(path: ObjectStoragePath, size: int = BLOCK_SIZE) -> Iterator[bytes]:

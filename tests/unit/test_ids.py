@@ -164,3 +164,22 @@ def test_a_short_first_line_starting_with_9_is_not_read_as_19_digits():
     # The first 20 bytes end in a line feed, but hold two lines: no 19-digit ID to compare.
     raw = b"99\n1234567890123456\n"
     assert clean([raw]) == (raw, 2)
+
+
+@pytest.mark.parametrize(
+    "raw, normalised",
+    [
+        (b"1\n22\n333\n", False),
+        (b"\xef\xbb\xbf1\n22\n", True),
+        (b"1\r\n22\r\n", True),
+        (b"1\n\n22\n", True),
+        (b" 1\n22\n", True),
+        (b"1\n22", True),  # a line feed added at the end
+    ],
+)
+def test_the_normalizer_says_whether_it_changed_anything(raw, normalised):
+    """A simple upload streams an ID file with the file's length only while nothing changes."""
+    normalizer = IdNormalizer("ids.txt")
+    out = b"".join(normalized_blocks([raw[:2], raw[2:]], "ids.txt", normalizer))
+    assert normalizer.normalised is normalised
+    assert (out != raw) is normalised
