@@ -10,11 +10,11 @@ after it is sent and the upload is never completed.
 Clean blocks (the common case) are checked whole, with C-level byte operations and no Python
 loop per line: ``translate`` deletes the digits, and what is left must be line feeds only, one
 per line. When every line has the same width (tweet IDs are 19 digits today) strided slices
-check that each line ends where it should, that none starts with ``0`` and that none of width
-19 starts with ``9`` (every 19-digit ID below 9e18 fits). Files of mixed widths are checked
-with ``find`` for leading zeros and blank lines, a digits-to-``d`` ``translate`` for lines over
-19 digits, and a regular expression for the 19-digit lines that start with ``9``. Only a
-block that fails these checks is walked line by line.
+check that each line ends where it should and that none starts with ``0``; only 19-digit lines
+starting with ``9`` are compared with the largest ID (every 19-digit ID below 9e18 fits). Files
+of mixed widths are checked with ``find`` for leading zeros and blank lines, a digits-to-``d``
+``translate`` for lines over 19 digits, and a regular expression for the 19-digit lines that
+start with ``9``. Only a block that fails these checks is walked line by line.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def _any_too_large(lines: bytes) -> bool:
     first = lines[: _MAX_DIGITS + 1]
     if first[:1] == b"9" and first[-1:] == b"\n" and first[:-1].isdigit() and first[:-1] > _MAX_ID_BYTES:
         return True
-    return any(line > _MAX_ID_BYTES for line in _NINETEEN_DIGITS_FROM_9.findall(lines))
+    return any(match[1] > _MAX_ID_BYTES for match in _NINETEEN_DIGITS_FROM_9.finditer(lines))
 
 
 def id_problem(value: bytes) -> str | None:

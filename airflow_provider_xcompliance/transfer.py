@@ -78,7 +78,8 @@ class SizedBody:
 
 
 class BodyLengthChanged(Exception):
-    """A :class:`StreamedBody` came out longer or shorter than the length it announced."""
+    """A :class:`StreamedBody` came out longer or shorter than the length it announced (or its
+    producer found that it will, and stopped it early)."""
 
 
 class StreamedBody:

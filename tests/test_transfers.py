@@ -111,7 +111,7 @@ def test_a_file_normalised_past_its_head_stops_its_stream_and_is_spooled(hook, e
     expected = BIG_ID_LINES[:cut] + b"1200000000000000001\n" + BIG_ID_LINES[cut:]
     assert emulator.submission_path(job.id).read_bytes() == expected
     assert upload_statuses(emulator, 2) == [0, 200]  # broken off, then whole
-    assert "is not in canonical form (normalising changed one of its first" in capsys.readouterr().out
+    assert "cannot be sent as it is (normalising changed one of its first" in capsys.readouterr().out
 
 
 def test_a_bad_line_deep_in_a_streamed_file_leaves_the_job_without_ids(hook, emulator, tmp_path):

@@ -332,18 +332,20 @@ class XComplianceHook(BaseHook):
 
     def _put_ids(self, job: ComplianceJob, ids: _ValidatedIds, what: str) -> None:
         """The simple upload: one ``PUT`` with a ``Content-Length``, which must be known before
-        the first byte. An ID file already in canonical form (the usual case, and the only one
-        whose length is known up front) is streamed as it is validated; any other source is
-        validated into a spool file in the task's temporary directory first. Either way the
+        the first byte. An ID file that looks canonical (the usual case, and the only one whose
+        length is known up front) is streamed as it is validated; any other source, or a file
+        that turns out not to be, is validated into a spool file in the task's temporary
+        directory first. Either way the
         upload completes only once every line has passed."""
         length = _canonical_length(ids.source)
         if length is not None:
             try:
                 body = StreamedBody(lambda: ids(unchanged=True), length)
-                return self.transfers.put_object(job.upload_url, body, what)
-            except BodyLengthChanged as exc:  # normalised on the way (CRLF, blank lines, spaces)
+                self.transfers.put_object(job.upload_url, body, what)
+                return
+            except BodyLengthChanged as exc:  # normalised on the way (CRLF, blanks), or it changed
                 self.log.info(
-                    "%s is not in canonical form (%s): validating it into a spool file and sending "
+                    "%s cannot be sent as it is (%s): validating it into a spool file and sending "
                     "that instead",
                     ids.name,
                     exc,
@@ -482,9 +484,10 @@ def _canonical_length(source: IdSource) -> int | None:
                 return None
             file.seek(size - 1)
             last = file.read(1)
-    except OSError:
-        return None  # the upload itself reports it
-    if last != b"\n" or canonical_id_count(head[: head.rfind(b"\n") + 1]) is None:
+    except (OSError, ValueError):  # unreadable (the upload itself reports it), or not seekable
+        return None
+    lines = head[: head.rfind(b"\n") + 1]
+    if last != b"\n" or not lines or canonical_id_count(lines) is None:
         return None  # a BOM, CRLF, spaces or a blank line early on: not worth a try
     return size
 

@@ -64,3 +64,23 @@ def test_a_failure_in_the_source_stops_the_body_short():
     source = Source(b"11\n", b"22\n", b"33\n", error=ValueError("line 4 is bad"))
     assert sent_before_failing(StreamedBody(source, 9), ValueError) == b"11\n22\n"
     assert source.closed == 1
+
+
+@pytest.mark.parametrize(
+    "content, streamed",
+    [
+        (b"1\n22\n333\n", True),
+        (b"1\n22\n333", False),  # no line feed at the end: one is added, so the length changes
+        (b"\xef\xbb\xbf1\n22\n", False),
+        (b"1\r\n22\r\n", False),
+        (b" " * 70_000 + b"\n", False),  # no whole line in the first 64 KiB: nothing to judge by
+        (b"", False),
+    ],
+)
+def test_only_an_id_file_that_looks_canonical_is_streamed(tmp_path, content, streamed):
+    from airflow_provider_xcompliance.hooks.compliance import _canonical_length
+
+    path = tmp_path / "ids.txt"
+    path.write_bytes(content)
+    assert _canonical_length(path) == (len(content) if streamed else None)
+    assert _canonical_length(tmp_path / "missing.txt") is None
