@@ -5,7 +5,7 @@ import json
 import pytest
 
 from airflow_provider_xcompliance.exceptions import InvalidResultsError
-from airflow_provider_xcompliance.results import ResultsSummary
+from airflow_provider_xcompliance.results import RUN_SIZE, ResultsSummary
 
 LINES = [
     {
@@ -52,6 +52,19 @@ def test_bad_line_is_reported_with_its_number():
     summary.feed(b'{"id": "1", "reason": "deleted"}\n\n{"id": "2"}\n<html>')
     with pytest.raises(InvalidResultsError, match=r"results of job 7, line 4: '<html>'"):
         summary.finish()
+
+
+def test_a_bad_line_deep_in_a_block_is_reported_with_its_number():
+    """A block is decoded in runs of lines (RUN_SIZE bytes or so): the number counts every run
+    before the broken one, blank lines included."""
+    good = b'{"id":"1200000000000000001","action":"delete","reason":"deleted"}\n'
+    count = 3 * RUN_SIZE // len(good)  # the bad line sits in the fourth run
+    summary = ResultsSummary("results of job 7")
+    with pytest.raises(InvalidResultsError, match=rf"results of job 7, line {count + 3}: '<html>'"):
+        summary.feed(good * (count // 2) + b"\n" + good * (count - count // 2) + b"\n<html>\n" + good)
+    summary = ResultsSummary("results of job 7")
+    summary.feed(good * count)
+    assert summary.as_dict()["lines"] == count and summary.as_dict()["by_reason"] == {"deleted": count}
 
 
 def test_documented_values_unknown_values_and_missing_fields_count_alike():
