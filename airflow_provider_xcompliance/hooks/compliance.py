@@ -277,7 +277,7 @@ class XComplianceHook(BaseHook):
         through a resumable session in ``chunk_size`` chunks and survive dropped connections;
         the last chunk goes out only after the last line passed. Simple jobs get one ``PUT``
         with a ``Content-Length``, whose last byte goes out only after the last line passed:
-        an ID file in canonical form streams as it is validated, anything else is validated
+        an ID file that looks canonical streams as it is validated, anything else is validated
         into a spool file first.
 
         With ``keep_session`` (the operators set it; it needs a running task), a resumable
@@ -335,8 +335,7 @@ class XComplianceHook(BaseHook):
         the first byte. An ID file that looks canonical (the usual case, and the only one whose
         length is known up front) is streamed as it is validated; any other source, or a file
         that turns out not to be, is validated into a spool file in the task's temporary
-        directory first. Either way the
-        upload completes only once every line has passed."""
+        directory first. Either way the upload completes only once every line has passed."""
         length = _canonical_length(ids.source)
         if length is not None:
             try:
