@@ -257,7 +257,7 @@ class XComplianceHook(BaseHook):
     def check_id_source(self, source: IdSource) -> None:
         """Raise :class:`IdSourceError` ("not found: ...") unless ``source`` can be read: called
         before a job is created, so a wrong path never leaves a job behind."""
-        if isinstance(source, (str, os.PathLike, ObjectStoragePath)):
+        if _is_file(source):
             path = to_path(source)
             for _ in _source_blocks(path, size=1):
                 break
@@ -355,7 +355,7 @@ class XComplianceHook(BaseHook):
             self.transfers.put_object(job.upload_url, SizedBody(spool, ids.normalizer.bytes_out), what)
 
     def _session_keeper(self, job: ComplianceJob, source: IdSource) -> VariableSessionKeeper | None:
-        if not isinstance(source, (str, os.PathLike, ObjectStoragePath)):
+        if not _is_file(source):
             return None  # IDs given in memory have no version to check a resume against
         try:
             version = source_version(to_path(source))
@@ -424,9 +424,14 @@ class XComplianceHook(BaseHook):
         return job
 
 
+def _is_file(source: IdSource) -> bool:
+    """Whether ``source`` names an ID file (a path or a URL) rather than holding IDs in memory."""
+    return isinstance(source, (str, os.PathLike, ObjectStoragePath))
+
+
 def _id_source_name(source: IdSource) -> str:
     """The source's name in errors and logs."""
-    if isinstance(source, (str, os.PathLike, ObjectStoragePath)):
+    if _is_file(source):
         return str(to_path(source))
     if isinstance(source, (bytes, bytearray)):
         raise TypeError("Pass IDs as a path, a URL or an iterable of IDs, not bytes")
@@ -449,7 +454,7 @@ class _ValidatedIds:
         """Start a read; with ``unchanged``, one that stops with :class:`BodyLengthChanged` at
         the first block that normalising changed (its length is then no longer the file's)."""
         self.close()
-        if isinstance(self.source, (str, os.PathLike, ObjectStoragePath)):
+        if _is_file(self.source):
             raw = _source_blocks(to_path(self.source))
         else:
             raw = blocks_from_ids(self.source)
@@ -473,7 +478,7 @@ def _unchanged(blocks: Iterator[bytes], normalizer: IdNormalizer) -> Iterator[by
 def _canonical_length(source: IdSource) -> int | None:
     """The size of an ID file that looks canonical (its first lines are, and it ends with a line
     feed), so that its normalised length is known before it is read; else None."""
-    if not isinstance(source, (str, os.PathLike, ObjectStoragePath)):
+    if not _is_file(source):
         return None
     try:
         with to_path(source).open("rb") as file:
