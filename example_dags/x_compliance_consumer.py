@@ -5,6 +5,7 @@ from airflow.sdk import DAG, task
 
 from airflow_provider_xcompliance.operators.compliance import results_asset
 
+# [START howto_results_asset_consumer]
 with DAG(
     "x_compliance_consumer",
     schedule=[results_asset("tweets")],
@@ -28,3 +29,4 @@ with DAG(
         return seen
 
     react()
+# [END howto_results_asset_consumer]

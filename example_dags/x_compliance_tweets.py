@@ -12,6 +12,7 @@ DATA_URL = os.environ.get("X_COMPLIANCE_DATA_URL", "file:///tmp/x-compliance").r
 # demo, whose emulated jobs take seconds, sets a few seconds.
 POLL_INTERVAL = float(os.environ.get("X_COMPLIANCE_POLL_INTERVAL", "60"))
 
+# [START howto_compliance_dag]
 dag = compliance_dag(
     "x_compliance_tweets",
     job_type="tweets",
@@ -21,3 +22,4 @@ dag = compliance_dag(
     poll_interval=POLL_INTERVAL,
     description="Ask X which stored tweets were deleted, suspended, protected or geo-scrubbed",
 )
+# [END howto_compliance_dag]
