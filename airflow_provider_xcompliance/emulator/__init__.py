@@ -9,10 +9,11 @@ imports nothing from Airflow and starts in milliseconds.
     with XComplianceEmulator(speed=300) as emu:
         ...  # point a client at emu.base_url with bearer token emu.token
 
-Modules: ``emulator`` (the class), ``server`` (HTTP and routing), ``api`` (API endpoints),
-``gcs`` (the signed-URL uploads and downloads of X's Google Cloud Storage), ``state`` (jobs,
-lifecycle, rate limits), ``signing`` (signed URLs), ``rules`` (result computation), ``dataset``
-(synthetic data), ``faults`` (fault injection), ``httpio`` (body framing), ``timefmt`` (timestamp forms).
+Modules: ``emulator`` (the class), ``config`` (its options, with their defaults and flags),
+``server`` (HTTP and routing), ``api`` (API endpoints), ``gcs`` (the signed-URL uploads and
+downloads of X's Google Cloud Storage), ``state`` (jobs, lifecycle, rate limits), ``signing``
+(signed URLs), ``rules`` (result computation), ``dataset`` (synthetic data), ``faults`` (fault
+injection), ``httpio`` (body framing), ``timefmt`` (timestamp forms).
 Command line: ``python -m airflow_provider_xcompliance.emulator --help``.
 """
 

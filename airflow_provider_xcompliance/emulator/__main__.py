@@ -11,25 +11,21 @@ until SIGINT or SIGTERM.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import logging
 import signal
 import sys
 import threading
+from dataclasses import fields
 
+from .config import ACTIVE_MODES, API_ENDPOINTS, UNKNOWN_JOB_STATUSES, Config
 from .dataset import generate_dataset
 from .emulator import XComplianceEmulator
 from .faults import PROFILES, parse_fault_spec
 from .rules import JOB_TYPES
-from .state import ACTIVE_MODES, API_ENDPOINTS, UNKNOWN_JOB_STATUSES
 
-# The emulator's defaults are its constructor's: the CLI repeats none of them.
-DEFAULTS = {
-    name: parameter.default
-    for name, parameter in inspect.signature(XComplianceEmulator.__init__).parameters.items()
-    if parameter.default is not inspect.Parameter.empty
-}
+# The emulator's defaults are its options' (config.Config): the CLI repeats none of them.
+DEFAULTS = {option.name: option.default for option in fields(Config)}
 
 COMMANDS = ("serve", "generate")
 

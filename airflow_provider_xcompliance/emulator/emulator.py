@@ -8,36 +8,25 @@ library.
 
 from __future__ import annotations
 
-import os
+import inspect
 import secrets
 import shutil
 import tempfile
 import threading
-from collections.abc import Mapping
+from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
-from .faults import PROFILES, Fault
-from .rules import JOB_TYPES, GroundTruthSpec, rules_for
+from .config import Config
+from .faults import Fault
+from .rules import JOB_TYPES, rules_for
 from .server import EmulatorHTTPServer
 from .signing import UrlSigner
-from .state import ACTIVE_MODES, API_ENDPOINTS, UNKNOWN_JOB_STATUSES, Config, EmulatorState
+from .state import EmulatorState
 
 __all__ = ["XComplianceEmulator"]
 
-
-def _rate_limits(rate_limit: int | Mapping[str, int]) -> dict[str, int]:
-    if isinstance(rate_limit, Mapping):
-        unknown = set(rate_limit) - set(API_ENDPOINTS)
-        if unknown:
-            raise ValueError(f"rate_limit keys must be among {API_ENDPOINTS}: {sorted(unknown)}")
-        limits = dict.fromkeys(API_ENDPOINTS, 150)
-        limits.update(rate_limit)
-    else:
-        limits = dict.fromkeys(API_ENDPOINTS, rate_limit)
-    for endpoint, limit in limits.items():
-        if not isinstance(limit, int) or limit < 0:
-            raise ValueError(f"rate limit of {endpoint} must be a non-negative integer")
-    return limits
+OPTIONS = frozenset(option.name for option in fields(Config))
 
 
 class XComplianceEmulator:
@@ -47,106 +36,45 @@ class XComplianceEmulator:
     emulated seconds; ``speed`` makes all of them elapse that many times faster, while every
     timestamp and header stays in real wall-clock time (clients need not know ``speed``).
 
-    Options beyond the obvious ones:
+    The options are keyword arguments, the fields of :class:`~.config.Config`: each is defined
+    there once, with its default and its command-line flag (``help()`` and
+    ``inspect.signature`` show them all with their defaults). Beyond the obvious ones:
 
-    ``estimated_completion`` (default False)
+    ``estimated_completion``
         Pre-release API mode: in_progress jobs carry ``estimated_completion``. The released
         API never sends it.
-    ``gzip`` (default True)
+    ``gzip``
         Gzip API answers for clients that accept it.
-    ``session_window_seconds`` (default 604800)
+    ``session_window_seconds``
         Lifetime of a resumable upload session from its start POST.
-    ``sessions_outlive_upload_window`` (default True)
+    ``sessions_outlive_upload_window``
         Only the start POST must fall inside the upload window; chunks to the session URL keep
         working for the session's lifetime. False: the upload window bounds the chunks too.
-    ``unknown_job_status`` (default 200)
+    ``unknown_job_status``
         ``GET /2/compliance/jobs/:id`` of an unknown id: 200 with an ``errors`` array and no
         ``data`` (X's spec), or 404.
-    ``usage_capped`` (default False)
+    ``usage_capped``
         Every API request with a valid token answers 429 ``usage-capped``; also settable on the
         running emulator (:attr:`usage_capped`).
-    ``fault_profile`` (default ``"none"``)
+    ``fault_profile``
         ``"all"``: the recurring, deterministic fault schedule described in ``faults``.
-    ``pickup_seconds`` (default 0)
+    ``pickup_seconds``
         Emulated seconds a job stays ``created`` after a complete upload (a second simple PUT
         meanwhile replaces the submission) before it turns ``in_progress``.
-    ``gzip_results`` (default True)
+    ``gzip_results``
         Store results gzip-compressed and serve them with decompressive transcoding; False
         stores and serves them uncompressed.
     """
 
-    def __init__(
-        self,
-        token: str = "emulator-token",
-        host: str = "127.0.0.1",
-        port: int = 0,
-        data_dir: str | os.PathLike | None = None,
-        speed: float = 1.0,
-        processing_seconds: float = 30.0,
-        one_active_job: str = "per_type",
-        rate_limit: int | Mapping[str, int] = 150,
-        rate_window_seconds: float = 900.0,
-        upload_window_seconds: float = 900.0,
-        download_window_seconds: float = 604800.0,
-        ground_truth: GroundTruthSpec = None,
-        estimated_completion: bool = False,
-        gzip: bool = True,
-        *,
-        session_window_seconds: float = 604800.0,
-        sessions_outlive_upload_window: bool = True,
-        public_host: str | None = None,
-        unknown_job_status: int = 200,
-        usage_capped: bool = False,
-        fault_profile: str = "none",
-        pickup_seconds: float = 0.0,
-        gzip_results: bool = True,
-    ):
-        if not token:
-            raise ValueError("token must not be empty")
-        if not speed > 0:
-            raise ValueError("speed must be positive")
-        if one_active_job not in ACTIVE_MODES:
-            raise ValueError(f"one_active_job must be one of {ACTIVE_MODES}")
-        if unknown_job_status not in UNKNOWN_JOB_STATUSES:
-            raise ValueError(f"unknown_job_status must be one of {UNKNOWN_JOB_STATUSES}")
-        if fault_profile not in PROFILES:
-            raise ValueError(f"fault_profile must be one of {PROFILES}")
-        for name, value in (
-            ("processing_seconds", processing_seconds),
-            ("pickup_seconds", pickup_seconds),
-            ("rate_window_seconds", rate_window_seconds),
-            ("upload_window_seconds", upload_window_seconds),
-            ("download_window_seconds", download_window_seconds),
-            ("session_window_seconds", session_window_seconds),
-        ):
-            if value < 0 or (value == 0 and name not in ("processing_seconds", "pickup_seconds")):
-                raise ValueError(f"{name} must be positive")
-        if isinstance(ground_truth, Mapping) and set(ground_truth) - set(JOB_TYPES):
-            raise ValueError(f"ground_truth keys must be among {JOB_TYPES}")
-        self._config = Config(
-            token=token,
-            speed=float(speed),
-            processing_seconds=float(processing_seconds),
-            one_active_job=one_active_job,
-            rate_limits=_rate_limits(rate_limit),
-            rate_window_seconds=float(rate_window_seconds),
-            upload_window_seconds=float(upload_window_seconds),
-            download_window_seconds=float(download_window_seconds),
-            session_window_seconds=float(session_window_seconds),
-            estimated_completion=bool(estimated_completion),
-            gzip=bool(gzip),
-            sessions_outlive_upload_window=bool(sessions_outlive_upload_window),
-            unknown_job_status=int(unknown_job_status),
-            usage_capped=bool(usage_capped),
-            fault_profile=fault_profile,
-            pickup_seconds=float(pickup_seconds),
-            gzip_results=bool(gzip_results),
-        )
-        self._host = host
-        self._port = port
-        self._data_dir_arg = data_dir
-        self._ground_truth = ground_truth
-        self._public_host = public_host
+    # What help(), inspect.signature and Sphinx show instead of ``**options``: the options,
+    # keyword-only, with their defaults.
+    __signature__ = inspect.signature(Config).replace(return_annotation=inspect.Signature.empty)
+
+    def __init__(self, **options: Any) -> None:
+        unknown = sorted(options.keys() - OPTIONS)
+        if unknown:
+            raise TypeError(f"XComplianceEmulator() got unexpected keyword arguments: {', '.join(unknown)}")
+        self._config = Config(**options)
         self._server: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._state: EmulatorState | None = None
@@ -160,28 +88,29 @@ class XComplianceEmulator:
         with self._lock:
             if self._server is not None:
                 raise RuntimeError("the emulator is already running")
-            rules = {t: rules_for(t, self._ground_truth) for t in JOB_TYPES}
-            if self._data_dir_arg is None:
+            cfg = self._config
+            rules = {t: rules_for(t, cfg.ground_truth) for t in JOB_TYPES}
+            if cfg.data_dir is None:
                 self._temp_dir = tempfile.mkdtemp(prefix="xcompliance-emulator-")
                 data_dir = Path(self._temp_dir)
             else:
-                data_dir = Path(self._data_dir_arg)
+                data_dir = Path(cfg.data_dir)
                 data_dir.mkdir(parents=True, exist_ok=True)
-            state = EmulatorState(self._config, data_dir, rules)
+            state = EmulatorState(cfg, data_dir, rules)
             try:
-                server = EmulatorHTTPServer((self._host, self._port), state)
+                server = EmulatorHTTPServer((cfg.host, cfg.port), state)
             except BaseException:
                 self._remove_temp_dir()
                 raise
             port = server.server_address[1]
-            host = self._host
+            host = cfg.host
             if host in ("", "0.0.0.0"):
                 host = "127.0.0.1"
             elif host == "::":
                 host = "::1"
             if ":" in host:
                 host = f"[{host}]"
-            public = self._public_host or f"{host}:{port}"
+            public = cfg.public_host or f"{host}:{port}"
             state.bind(UrlSigner(secrets.token_bytes(32), public), f"http://{public}")
             thread = threading.Thread(
                 target=server.serve_forever,

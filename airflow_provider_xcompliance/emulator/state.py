@@ -24,14 +24,16 @@ import threading
 import time
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from .config import ACTIVE_MODES, API_ENDPOINTS, UNKNOWN_JOB_STATUSES, Config
 from .faults import ALL_PROFILE_NO_SUCH_KEY, FaultInjector
 from .rules import TWEPOCH_MS, ProcessingCancelled, ProcessOutcome, ResultRules, process_file
 from .signing import UrlSigner
 from .timefmt import iso_z
 
+# ACTIVE_MODES, API_ENDPOINTS, UNKNOWN_JOB_STATUSES and Config are config's, importable here too.
 __all__ = [
     "ACTIVE_MODES",
     "API_ENDPOINTS",
@@ -46,40 +48,10 @@ __all__ = [
 
 logger = logging.getLogger("airflow_provider_xcompliance.emulator")
 
-ACTIVE_MODES = ("per_type", "global", "none")
-API_ENDPOINTS = ("create_job", "list_jobs", "get_job")
 BUCKETS = {"tweets": "twttr-tweet-compliance", "users": "twttr-user-compliance"}
 MAX_SIGNED_EXPIRES = 604800  # GCS V4 signed URLs live at most 7 days
-UNKNOWN_JOB_STATUSES = (200, 404)
 RESUMABLE_START_HEADERS = {"content-length": "0", "content-type": "text/plain", "x-goog-resumable": "start"}
 SIMPLE_UPLOAD_HEADERS = {"content-type": "text/plain"}
-
-
-@dataclass(frozen=True)
-class Config:
-    """The emulator's settings; durations are emulated seconds (divided by ``speed``)."""
-
-    token: str = "emulator-token"
-    speed: float = 1.0
-    processing_seconds: float = 30.0
-    one_active_job: str = "per_type"
-    rate_limits: Mapping[str, int] = field(default_factory=lambda: dict.fromkeys(API_ENDPOINTS, 150))
-    rate_window_seconds: float = 900.0
-    upload_window_seconds: float = 900.0
-    download_window_seconds: float = 604800.0
-    session_window_seconds: float = 604800.0
-    estimated_completion: bool = False
-    gzip: bool = True
-    sessions_outlive_upload_window: bool = True
-    unknown_job_status: int = 200
-    usage_capped: bool = False
-    fault_profile: str = "none"
-    pickup_seconds: float = 0.0
-    gzip_results: bool = True
-
-    def real(self, seconds: float) -> float:
-        """Real seconds that ``seconds`` of emulated time last."""
-        return seconds / self.speed
 
 
 class Job:
