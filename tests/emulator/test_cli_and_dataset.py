@@ -267,5 +267,5 @@ def test_cli_parser_defaults():
     assert args.unknown_job_status == 200
     assert args.usage_capped is False
     assert args.fault_profile == "none"
-    assert args.no_gzip_results is False
+    assert args.gzip_results is True  # --no-gzip-results not given
     assert build_parser().parse_args(["serve", "--fault-profile", "all"]).fault_profile == "all"
