@@ -10,7 +10,7 @@ the partial data away.
 from __future__ import annotations
 
 import re
-from typing import BinaryIO
+from io import BufferedIOBase
 
 __all__ = ["BLOCK", "BodyError", "IncompleteBody", "BodyReader", "ChunkedWriter", "accepts_gzip"]
 
@@ -30,7 +30,7 @@ class IncompleteBody(ConnectionError):
 class BodyReader:
     """Reads one request body, by ``Content-Length`` or chunked ``Transfer-Encoding``."""
 
-    def __init__(self, rfile: BinaryIO, headers) -> None:
+    def __init__(self, rfile: BufferedIOBase, headers) -> None:
         self._rfile = rfile
         self.chunked = False
         self.length: int | None = None  # declared Content-Length
@@ -63,7 +63,7 @@ class BodyReader:
         """Bytes still to come, when known."""
         if self.done:
             return 0
-        if self.chunked:
+        if self.length is None:  # chunked
             return None
         return self.length - self.received
 
@@ -91,7 +91,7 @@ class BodyReader:
         """Up to ``n`` bytes of the body; ``b""`` once it is all read."""
         if self.done:
             return b""
-        if not self.chunked:
+        if self.length is not None:  # not chunked
             data = self._read_exact(min(n, self.length - self.received))
             self.received += len(data)
             if self.received >= self.length:
@@ -118,7 +118,7 @@ class BodyReader:
 
     def read_all(self, limit: int) -> bytes | None:
         """The whole body, or None when it is longer than ``limit`` (the rest is left unread)."""
-        parts = []
+        parts: list[bytes] = []
         total = 0
         while True:
             data = self.read(min(BLOCK, limit + 1 - total))
@@ -132,7 +132,8 @@ class BodyReader:
     def discard(self, limit: int | None = None) -> bool:
         """Read and drop the rest of the body; False when more than ``limit`` bytes remained
         (the connection must then be closed)."""
-        if limit is not None and not self.chunked and self.remaining > limit:
+        remaining = self.remaining  # None: chunked
+        if limit is not None and remaining is not None and remaining > limit:
             return False
         dropped = 0
         while True:
@@ -157,7 +158,7 @@ class BodyReader:
 class ChunkedWriter:
     """Writes a response body with chunked ``Transfer-Encoding``."""
 
-    def __init__(self, wfile: BinaryIO) -> None:
+    def __init__(self, wfile: BufferedIOBase) -> None:
         self._wfile = wfile
 
     def write(self, data: bytes) -> None:

@@ -191,6 +191,7 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
     sys_version = ""
     timeout = 120  # seconds a connection may stay silent (idle keep-alive or stalled body)
     disable_nagle_algorithm = True
+    server: EmulatorHTTPServer
 
     def version_string(self) -> str:
         return self.server_version
@@ -219,13 +220,13 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
         ex = Exchange(self, state, endpoint, path, query)
         try:
             try:
-                ex.body = BodyReader(self.rfile, self.headers)
+                body = ex.body = BodyReader(self.rfile, self.headers)
             except BodyError:
                 self.close_connection = True
                 (api.bad_framing if _is_api(endpoint) else gcs.bad_framing)(ex)
                 return
             fault = state.faults.front(endpoint) if endpoint in ENDPOINTS else None
-            if fault is not None and self._apply_fault(ex, fault):
+            if fault is not None and self._apply_fault(ex, body, fault):
                 return
             handler(ex)
         except BodyError:
@@ -251,9 +252,10 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
             ex.record()
 
     @staticmethod
-    def _apply_fault(ex: Exchange, fault: Fault) -> bool:
+    def _apply_fault(ex: Exchange, body: BodyReader, fault: Fault) -> bool:
         """Apply an injected fault; True when it has answered (or dropped) the request."""
         if fault.kind == "delay":
+            assert fault.seconds is not None  # make_fault requires them of a delay
             time.sleep(fault.seconds)
             return False
         if fault.kind == "drop":
@@ -261,15 +263,17 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
                 ex.truncate_after = fault.after_bytes
                 return False
             if ex.endpoint in ("upload", "upload_session"):
-                ex.body.skip(fault.after_bytes or 0)  # received, then thrown away
+                body.skip(fault.after_bytes or 0)  # received, then thrown away
             else:
-                ex.body.discard(DRAIN_LIMIT)
+                body.discard(DRAIN_LIMIT)
             ex.drop()
             return True
-        ex.body.discard()
+        body.discard()
         if fault.kind == "usage_cap":
             api.usage_capped(ex, ex.endpoint)
-        elif _is_api(ex.endpoint):
+            return True
+        assert fault.status is not None  # the last front kind, status: make_fault requires one
+        if _is_api(ex.endpoint):
             api.fault_status(ex, ex.endpoint, fault.status, fault.reset_seconds)
         else:
             gcs.fault_status(ex, fault.status)
@@ -293,7 +297,8 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
     def server_bind(self) -> None:
         # HTTPServer.server_bind resolves the host name (getfqdn), which can hang offline.
         TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
+        # server_address, read again from the socket: a str host (typeshed allows bytes there too).
+        self.server_name, self.server_port = self.socket.getsockname()[:2]
 
     def get_request(self):
         sock, address = super().get_request()
