@@ -156,3 +156,23 @@ class JobEndedError(JobNotComplete, AirflowFailException):
 
 class InvalidResultsError(XComplianceError, AirflowFailException):
     """The downloaded results file is not the JSON Lines the API documents."""
+
+
+# --- step 5: applying results ----------------------------------------------------------------
+
+
+class ApplyConfigError(XComplianceError, AirflowFailException):
+    """The apply task is configured wrongly (a missing table, column or key): nothing was changed."""
+
+
+class ApplyRefused(XComplianceError, AirflowFailException):
+    """A safety guard refused the change (``max_delete_fraction``): nothing was changed."""
+
+
+class ApplyFailed(XComplianceError):
+    """The database refused a statement while the results were applied; all was rolled back."""
+
+
+class DataFormatError(XComplianceError, AirflowFailException):
+    """An object of the data set is not what ``format`` and the field names say (a broken JSON
+    line, a missing ID field or column). A broken data set does not heal on retry."""

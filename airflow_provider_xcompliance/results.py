@@ -1,14 +1,23 @@
-"""Reading the JSON Lines results of a job into a summary, one block at a time, in flat memory."""
+"""The results of a job: landed in object storage and summarised as they stream, in flat memory."""
 
 from __future__ import annotations
 
+import os
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from operator import attrgetter
 from typing import Any, Literal
 
 import msgspec
+from airflow.sdk import ObjectStoragePath
 
-from airflow_provider_xcompliance.exceptions import InvalidResultsError
+from airflow_provider_xcompliance.client.jobs import ComplianceJob
+from airflow_provider_xcompliance.exceptions import (
+    InvalidResultsError,
+)
+from airflow_provider_xcompliance.object_storage import Location, atomic_writer, to_path
+from airflow_provider_xcompliance.utils.prefetch import read_ahead
+from airflow_provider_xcompliance.utils.progress import Progress
 
 # The values X documents (reference: "reason values seen"); others are counted too, more slowly.
 _KNOWN_ACTIONS = ("delete", "scrub_geo")
@@ -131,3 +140,33 @@ def _as_strings(counts: Counter[Any]) -> dict[str, int]:
     for key, count in counts.items():
         merged[str(key)] += count
     return dict(sorted(merged.items()))
+
+
+def results_target(destination: Location, job: ComplianceJob) -> ObjectStoragePath:
+    if isinstance(destination, (str, os.PathLike)) and os.fspath(destination).endswith("/"):
+        return to_path(destination) / f"{job.type or 'results'}-{job.id}.jsonl"
+    return to_path(destination)
+
+
+def land_results(
+    blocks: Iterable[bytes], target: ObjectStoragePath, what: str, progress: Progress
+) -> ResultsSummary:
+    """Write a download's blocks to ``target`` (complete or not at all) and summarise them. The
+    writes run in a thread of their own (they release the GIL) while this one summarises."""
+    summary = ResultsSummary(what)
+    with atomic_writer(target) as output:
+        written = read_ahead(_written_through(blocks, output))
+        try:
+            for block in written:
+                summary.feed(block)
+                progress.update(summary.bytes, summary.lines)
+        finally:
+            written.close()
+        summary.finish()
+    return summary
+
+
+def _written_through(blocks: Iterable[bytes], output: Any) -> Iterator[bytes]:
+    for block in blocks:
+        output.write(block)
+        yield block

@@ -89,6 +89,11 @@ from pathlib import Path
 
 from _measure import CLOCK_TICKS, best, cpu_self, one_line, parse_size, peak_mib, rss_mib
 
+from airflow_provider_xcompliance.apply import files as apply_files
+from airflow_provider_xcompliance.apply import parquet as apply_parquet
+from airflow_provider_xcompliance.apply.files import apply_to_files
+from airflow_provider_xcompliance.apply.sql import SqlApplier, SqlTarget
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / ".bench"
 DATA_VERSION = 1  # part of the generated files' names: bump it when the generators change
@@ -336,24 +341,23 @@ def child(spec: dict) -> dict:
         con.execute("SELECT 1").fetchall()
         return timed(lambda: con.execute(duckdb_copy(spec)).fetchall(), {})
 
-    from airflow_provider_xcompliance.changes import AuditIdentity, ChangeRules
-    from airflow_provider_xcompliance.storage import read_blocks, to_path
+    from airflow_provider_xcompliance.apply.audit import AuditIdentity
+    from airflow_provider_xcompliance.apply.rules import ChangeRules
+    from airflow_provider_xcompliance.object_storage import read_blocks, to_path
 
     results = spec["results"]
     for _ in read_blocks(to_path(results), 16):  # lazy imports (fsspec) out of the timing
         break
     phases = Phases()
     if kind == "sql":
-        from airflow_provider_xcompliance import apply_sql
-
         if spec["driver"] == "psycopg2":
             import psycopg2 as driver
         else:
             import psycopg as driver
         conn = driver.connect(spec["dsn"])
         audit_table = spec.get("audit_table")
-        target = apply_sql.SqlTarget(table="tweets", geo_columns=SQL_GEO, audit_table=audit_table)
-        applier = apply_sql.SqlApplier(
+        target = SqlTarget(table="tweets", geo_columns=SQL_GEO, audit_table=audit_table)
+        applier = SqlApplier(
             conn,
             "%s",
             ChangeRules("tweets"),
@@ -362,7 +366,7 @@ def child(spec: dict) -> dict:
             job_id="benchmark",
             run_id="benchmark",
         )
-        cls = apply_sql.SqlApplier
+        cls = SqlApplier
         for name, what in (
             ("_load_results", "results into TEMP tables"),
             ("_plan", "counting (plan)"),
@@ -375,15 +379,13 @@ def child(spec: dict) -> dict:
         return outcome
 
     if kind == "parquet":
-        from airflow_provider_xcompliance import apply_files
-
         for name, what in (("_read_results", "reading the results"), ("_rewrite", "rewriting (pass 2)")):
             phases.wrap(apply_files, name, what)
         # the is_in value sets of the flagged IDs (both passes)
-        matcher = getattr(apply_files, "_ParquetMatcher", None)
+        matcher = getattr(apply_parquet, "ParquetMatcher", None)
         phases.wrap(matcher, "_value_set", "of which building value sets")
         return timed(
-            lambda: apply_files.apply_to_files(
+            lambda: apply_to_files(
                 results,
                 ChangeRules("tweets"),
                 spec["data"],

@@ -272,7 +272,7 @@ class Emulator:
 
     def connection_env(self) -> dict[str, str]:
         try:
-            from airflow_provider_xcompliance import CONNECTION_TYPE
+            from airflow_provider_xcompliance.connection import CONNECTION_TYPE
         except ImportError:
             CONNECTION_TYPE = "xcompliance"
         return {

@@ -98,11 +98,11 @@ def child(spec: dict) -> dict:
         )
 
     from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
-    from airflow_provider_xcompliance.storage import read_blocks, to_path
+    from airflow_provider_xcompliance.object_storage import read_blocks, to_path
 
     hook = XComplianceHook()
     if kind == "validate":
-        from airflow_provider_xcompliance.ids import IdNormalizer, normalized_blocks
+        from airflow_provider_xcompliance.id_files import IdNormalizer, normalized_blocks
 
         ids = Path(spec["ids"])
         for _ in read_blocks(to_path(ids), 16):  # lazy imports out of the timing
@@ -166,8 +166,8 @@ def timed(transfer, emulator_pid, figures) -> dict:
 
 PRELOAD = (
     "airflow_provider_xcompliance.hooks.compliance",
-    "airflow_provider_xcompliance.storage",
-    "airflow_provider_xcompliance.ids",
+    "airflow_provider_xcompliance.object_storage",
+    "airflow_provider_xcompliance.id_files",
     "s3fs",
     "airflow.providers.amazon.aws.fs.s3",
 )

@@ -37,6 +37,7 @@ with DAG(
                 writer.write(block)
         return {"ids_path": target}
 
+    # [START howto_read_results_by_reason]
     @task
     def apply(tweets: dict, users: dict) -> dict:
         """Reads both summaries and the tweet results, as a redaction step would. It decides by
@@ -55,6 +56,8 @@ with DAG(
         print(f"Redaction plan: {report}")
         return report
 
+    # [END howto_read_results_by_reason]
+    # [START howto_compliance_task_group]
     tweet_ids = export_ids.override(task_id="export_tweet_ids")(
         f"{DATA_URL}/ids/tweets.txt", f"{RUN_DATA}/tweet_ids.txt"
     )
@@ -74,3 +77,4 @@ with DAG(
         tweets.children["tweets_compliance.download"].output,
         users.children["users_compliance.download"].output,
     )
+    # [END howto_compliance_task_group]

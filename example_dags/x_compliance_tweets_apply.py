@@ -11,12 +11,15 @@ import os
 
 from airflow.sdk import DAG, Param
 
-from airflow_provider_xcompliance.dags import compliance_task_group, weekly_schedule
+from airflow_provider_xcompliance.dags import weekly_schedule
 from airflow_provider_xcompliance.operators.apply import XComplianceApplyToSqlOperator
+from airflow_provider_xcompliance.task_groups import compliance_task_group
 
 DATA_URL = os.environ.get("X_COMPLIANCE_DATA_URL", "file:///tmp/x-compliance").rstrip("/")
 POLL_INTERVAL = float(os.environ.get("X_COMPLIANCE_POLL_INTERVAL", "60"))
+# [START howto_download_task_id]
 DOWNLOAD = "compliance.download"
+# [END howto_download_task_id]
 
 with DAG(
     "x_compliance_tweets_apply",
@@ -54,11 +57,14 @@ with DAG(
             title="Tweets table",
             description="The table to delete flagged tweets from and geo-scrub.",
         ),
+        # [START howto_param_dry_run]
         "dry_run": Param(
             False, type="boolean", title="Dry run", description="Report what would change and change nothing."
         ),
+        # [END howto_param_dry_run]
     },
 ) as dag:
+    # [START howto_operator_apply_to_sql]
     compliance = compliance_task_group(
         "tweets",
         "{{ params.ids_path }}",
@@ -80,3 +86,4 @@ with DAG(
         dry_run="{{ params.dry_run }}",
     )
     compliance >> apply
+    # [END howto_operator_apply_to_sql]

@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_xcompliance.apply_files import DataFormatError, apply_to_files
-from airflow_provider_xcompliance.changes import (
-    AUDIT_COLUMNS,
+from airflow_provider_xcompliance.apply.audit import AUDIT_COLUMNS, AuditIdentity
+from airflow_provider_xcompliance.apply.files import apply_to_files
+from airflow_provider_xcompliance.apply.rules import ChangeRules
+from airflow_provider_xcompliance.exceptions import (
     ApplyConfigError,
     ApplyRefused,
-    AuditIdentity,
-    ChangeRules,
+    DataFormatError,
+    InvalidResultsError,
 )
-from airflow_provider_xcompliance.exceptions import InvalidResultsError
 
 KEY = b"audit-key-for-tests-0123456789ab"
 DAY = "2020-01-01T10:00:00.000Z"
@@ -159,7 +159,7 @@ def test_tweets_jsonl_record_for_record(tmp_path, jsonl_data, caplog):
     before = snapshot(jsonl_data)
     audit_dir = tmp_path / "audit"
 
-    with caplog.at_level(logging.INFO, logger="airflow_provider_xcompliance.apply_files"):
+    with caplog.at_level(logging.INFO, logger="airflow_provider_xcompliance.apply"):
         report = apply(results, jsonl_data, audit=AuditIdentity("hmac", KEY), audit_path=audit_dir)
 
     lines = part0.read_bytes().split(b"\n")
@@ -223,7 +223,7 @@ def test_second_run_changes_nothing(tmp_path, jsonl_data, caplog):
     first = apply(results, jsonl_data, audit=AuditIdentity("hmac", KEY), audit_path=audit_dir)
     assert first["changed"]
     before = snapshot(jsonl_data)
-    with caplog.at_level(logging.INFO, logger="airflow_provider_xcompliance.apply_files"):
+    with caplog.at_level(logging.INFO, logger="airflow_provider_xcompliance.apply"):
         second = apply(results, jsonl_data, audit=AuditIdentity("hmac", KEY), audit_path=audit_dir)
     assert second["changed"] is False
     assert (second["targets"], second["deleted"], second["updated"]) == ({}, {}, {})
@@ -283,7 +283,7 @@ def test_unknown_created_at_reads_every_object_and_names_the_broken_line(tmp_pat
     before = snapshot(jsonl_data)
     broken = r"date=2020-01-03/part-0\.jsonl, line 1: 'this is not JSON'"
     with (
-        caplog.at_level(logging.INFO, logger="airflow_provider_xcompliance.apply_files"),
+        caplog.at_level(logging.INFO, logger="airflow_provider_xcompliance.apply"),
         pytest.raises(DataFormatError, match=broken),
     ):
         apply(results, jsonl_data)

@@ -24,15 +24,15 @@ import psycopg
 import psycopg2
 import pytest
 
-from airflow_provider_xcompliance.apply_sql import ApplyFailed, SqlApplier, SqlTarget
-from airflow_provider_xcompliance.changes import (
-    AUDIT_COLUMNS,
+from airflow_provider_xcompliance.apply.audit import AUDIT_COLUMNS, AuditIdentity
+from airflow_provider_xcompliance.apply.rules import ChangeRules
+from airflow_provider_xcompliance.apply.sql import SqlApplier, SqlTarget
+from airflow_provider_xcompliance.exceptions import (
     ApplyConfigError,
+    ApplyFailed,
     ApplyRefused,
-    AuditIdentity,
-    ChangeRules,
+    InvalidResultsError,
 )
-from airflow_provider_xcompliance.exceptions import InvalidResultsError
 
 AUDIT_KEY = b"audit-key-for-tests-3c9f5a0e1b7d"
 JOB_ID = "1382391418032259072"

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from airflow_provider_xcompliance import CONNECTION_UI_BEHAVIOUR, get_provider_info
+from airflow_provider_xcompliance import get_provider_info
+from airflow_provider_xcompliance.connection import CONNECTION_UI_BEHAVIOUR
 from airflow_provider_xcompliance.emulator import XComplianceEmulator
 
 TOKEN = "conn-test-token/with+special=chars"

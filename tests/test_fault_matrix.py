@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_xcompliance.upload_sessions import VARIABLE_PREFIX
+from airflow_provider_xcompliance.client.upload_sessions import VARIABLE_PREFIX
 from tests.support import SeaweedS3
 from tests.support.celery_cluster import CeleryCluster
 from tests.support.postgres import PostgresServer

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from airflow_provider_xcompliance.client.signed_urls import GRANULE as RESUMABLE_GRANULE
 from airflow_provider_xcompliance.emulator import XComplianceEmulator, expected_results, generate_dataset
 from airflow_provider_xcompliance.exceptions import (
     InvalidIdError,
@@ -28,7 +29,6 @@ from airflow_provider_xcompliance.exceptions import (
 )
 from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
 from airflow_provider_xcompliance.reports import DownloadSummary, UploadReport
-from airflow_provider_xcompliance.transfer import GRANULE as RESUMABLE_GRANULE
 
 TOKEN = "hook-test-token-5f1c9a"
 

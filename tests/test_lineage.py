@@ -11,7 +11,7 @@ from urllib.parse import quote
 import pytest
 
 from airflow_provider_xcompliance.emulator import XComplianceEmulator, generate_dataset
-from airflow_provider_xcompliance.lineage import dataset_name, to_dataset
+from airflow_provider_xcompliance.object_storage import atomic_writer
 from airflow_provider_xcompliance.operators.apply import (
     XComplianceApplyToFilesOperator,
     XComplianceApplyToSqlOperator,
@@ -22,6 +22,7 @@ from airflow_provider_xcompliance.operators.compliance import (
     XComplianceSubmitJobOperator,
     XComplianceUploadIdsOperator,
 )
+from airflow_provider_xcompliance.utils.openlineage import dataset_name, to_dataset
 
 TOKEN = "lineage-test-token-93b1f07a"
 TEST_DAGS = Path(__file__).parent / "dags"
@@ -231,8 +232,6 @@ def test_apply_to_files_writes_the_data_set_and_the_audit():
 def test_the_atomic_writer_reports_the_target_not_its_partial_file(tmp_path, monkeypatch):
     from airflow.sdk import ObjectStoragePath
 
-    from airflow_provider_xcompliance import storage
-
     try:
         from airflow.sdk.lineage import HookLineageCollector
     except ImportError:  # Airflow 3.1
@@ -243,11 +242,11 @@ def test_the_atomic_writer_reports_the_target_not_its_partial_file(tmp_path, mon
         "airflow.providers.common.compat.lineage.hook.get_hook_lineage_collector", lambda: collector
     )
     target = ObjectStoragePath((tmp_path / "out" / "results.jsonl").as_uri())
-    with storage.atomic_writer(target) as out:
+    with atomic_writer(target) as out:
         out.write(b'{"id": "1"}\n')
     assert [info.asset.uri for info in collector.collected_assets.outputs] == [str(target)]
     failed = ObjectStoragePath((tmp_path / "no.jsonl").as_uri())
-    with pytest.raises(RuntimeError), storage.atomic_writer(failed) as out:
+    with pytest.raises(RuntimeError), atomic_writer(failed) as out:
         out.write(b"x")
         raise RuntimeError("boom")
     assert len(collector.collected_assets.outputs) == 1  # a failed write is no output
@@ -270,7 +269,7 @@ sys.meta_path.insert(0, NoOpenLineage())
 from airflow.sdk import ObjectStoragePath
 from airflow_provider_xcompliance.operators.apply import XComplianceApplyToFilesOperator
 from airflow_provider_xcompliance.operators.compliance import XComplianceDownloadResultsOperator
-from airflow_provider_xcompliance.storage import atomic_writer
+from airflow_provider_xcompliance.object_storage import atomic_writer
 
 XComplianceDownloadResultsOperator(task_id="d", job_id="1", results_path="/tmp/r/")
 XComplianceApplyToFilesOperator(task_id="a", job_type="tweets", results_path="/r.jsonl", data_path="/d/")

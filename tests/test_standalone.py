@@ -41,7 +41,7 @@ import pytest
 import requests
 
 from airflow_provider_xcompliance import __version__
-from airflow_provider_xcompliance.demo import DEMO_TOKEN, PARALLELISM
+from devtools.demo import DEMO_TOKEN, PARALLELISM
 from tests.support import SeaweedS3
 from tests.support.dev_airflow import DevAirflow, cmdline
 from tests.support.procs import listening_sockets

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from airflow_provider_xcompliance.storage import atomic_writer, to_path
+from airflow_provider_xcompliance.object_storage import atomic_writer, to_path
 
 
 def test_a_local_partial_file_left_by_a_killed_attempt_is_written_over(tmp_path):

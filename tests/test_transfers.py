@@ -13,15 +13,15 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from airflow_provider_xcompliance.client.signed_urls import GRANULE
+from airflow_provider_xcompliance.client.upload_sessions import VariableSessionKeeper, source_version
 from airflow_provider_xcompliance.emulator import XComplianceEmulator, expected_results
 from airflow_provider_xcompliance.exceptions import (
     InvalidIdError,
     XComplianceStorageError,
     XComplianceUsageCapped,
 )
-from airflow_provider_xcompliance.storage import to_path
-from airflow_provider_xcompliance.transfer import GRANULE
-from airflow_provider_xcompliance.upload_sessions import VariableSessionKeeper, source_version
+from airflow_provider_xcompliance.object_storage import to_path
 from tests.test_hook import TOKEN, connect, count_requests, wait_until_done
 
 

@@ -4,29 +4,44 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 import ssl
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
 import requests
-from airflow.sdk import BaseHook, ObjectStoragePath
+from airflow.sdk import BaseHook
 from airflow.sdk.log import mask_secret
 
-from airflow_provider_xcompliance import (
+from airflow_provider_xcompliance.client.bodies import BodyLengthChanged, SizedBody, StreamedBody
+from airflow_provider_xcompliance.client.codec import (
+    JOBS_PATH,
+    create_job_body,
+    job_from_answer,
+    job_path,
+    jobs_from_answer,
+    list_jobs_params,
+    parse_rate_limit,
+    read_api_answer,
+)
+from airflow_provider_xcompliance.client.jobs import COMPLETE, CREATED, ComplianceJob, RateLimit
+from airflow_provider_xcompliance.client.masking import mask_url
+from airflow_provider_xcompliance.client.matching import own_job, upload_window_left
+from airflow_provider_xcompliance.client.retry import RetryPolicy
+from airflow_provider_xcompliance.client.signed_urls import DEFAULT_CHUNK_SIZE, SignedUrlClient
+from airflow_provider_xcompliance.client.upload_sessions import VariableSessionKeeper, source_version
+from airflow_provider_xcompliance.connection import (
     CONNECTION_FIELDS,
     CONNECTION_TYPE,
     CONNECTION_UI_BEHAVIOUR,
     DEFAULT_CONN_ID,
     OLD_CONNECTION_TYPE,
-    protocol,
+    ConnectionSettings,
 )
 from airflow_provider_xcompliance.exceptions import (
-    IdSourceError,
     JobEndedError,
     JobNotComplete,
     UploadWindowExpired,
@@ -36,30 +51,18 @@ from airflow_provider_xcompliance.exceptions import (
     XComplianceStorageError,
     XComplianceTransportError,
 )
-from airflow_provider_xcompliance.ids import (
-    IdNormalizer,
-    blocks_from_ids,
-    canonical_id_count,
-    normalized_blocks,
+from airflow_provider_xcompliance.id_files import (
+    IdSource,
+    ValidatedIds,
+    canonical_length,
+    id_source_name,
+    is_id_file,
+    source_blocks,
 )
-from airflow_provider_xcompliance.models import COMPLETE, CREATED, ComplianceJob, RateLimit
-from airflow_provider_xcompliance.progress import Progress
+from airflow_provider_xcompliance.object_storage import Location, to_path
 from airflow_provider_xcompliance.reports import DownloadSummary, UploadReport
-from airflow_provider_xcompliance.results import ResultsSummary
-from airflow_provider_xcompliance.storage import BLOCK_SIZE, Location, atomic_writer, read_blocks, to_path
-from airflow_provider_xcompliance.transfer import (
-    DEFAULT_CHUNK_SIZE,
-    BodyLengthChanged,
-    SignedUrlClient,
-    SizedBody,
-    StreamedBody,
-    mask_url,
-    read_ahead,
-)
-from airflow_provider_xcompliance.upload_sessions import VariableSessionKeeper, source_version
-
-IdSource = Location | Iterable[int | str]
-HEAD_SIZE = 64 * 1024  # what is read of an ID file to tell whether it may already be canonical
+from airflow_provider_xcompliance.results import ResultsSummary, land_results, results_target
+from airflow_provider_xcompliance.utils.progress import Progress
 
 
 class XComplianceHook(BaseHook):
@@ -116,8 +119,8 @@ class XComplianceHook(BaseHook):
     # --- connection ---------------------------------------------------------------------
 
     @cached_property
-    def settings(self) -> protocol.ConnectionSettings:
-        settings = protocol.ConnectionSettings.from_connection(self.get_connection(self.x_conn_id))
+    def settings(self) -> ConnectionSettings:
+        settings = ConnectionSettings.from_connection(self.get_connection(self.x_conn_id))
         mask_secret(settings.token)
         return settings
 
@@ -130,18 +133,16 @@ class XComplianceHook(BaseHook):
 
     def test_connection(self) -> tuple[bool, str]:
         """One cheap real call (list tweets jobs), no retries; used by the UI's Test button."""
-        no_retries = protocol.RetryPolicy(max_retries=0, max_rate_limit_wait=0)
+        no_retries = RetryPolicy(max_retries=0, max_rate_limit_wait=0)
         try:
-            answer = self._call(
-                "GET", protocol.JOBS_PATH, params=protocol.list_jobs_params("tweets"), policy=no_retries
-            )
+            answer = self._call("GET", JOBS_PATH, params=list_jobs_params("tweets"), policy=no_retries)
         except XComplianceTransportError as exc:
             return False, f"Cannot reach {self.settings.base_url}: {exc}"
         except XComplianceAuthError as exc:
             return False, f"{exc}: check the bearer token (the connection's password)"
         except (XComplianceError, ValueError) as exc:
             return False, str(exc)
-        jobs = protocol.jobs_from_answer(answer)
+        jobs = jobs_from_answer(answer)
         return True, f"Connected to {self.settings.base_url}: {len(jobs)} recent tweets compliance job(s)"
 
     # --- the three endpoints ------------------------------------------------------------
@@ -149,14 +150,12 @@ class XComplianceHook(BaseHook):
     def create_job(self, job_type: str, name: str | None = None, resumable: bool = True) -> ComplianceJob:
         """Create a job. If a retried POST conflicts with a job of the same name that this very
         call created (the first attempt got through, its answer was lost), that job is returned."""
-        body = protocol.create_job_body(job_type, name, resumable)
+        body = create_job_body(job_type, name, resumable)
         started = datetime.now(UTC)
         try:
-            return self._job(self._call("POST", protocol.JOBS_PATH, json=body))
+            return self._job(self._call("POST", JOBS_PATH, json=body))
         except XComplianceConflict:
-            existing = (
-                protocol.own_job(self.list_jobs(job_type), name, created_after=started) if name else None
-            )
+            existing = own_job(self.list_jobs(job_type), name, created_after=started) if name else None
             if existing is None or existing.status != CREATED:
                 raise
             self.log.info(
@@ -165,23 +164,23 @@ class XComplianceHook(BaseHook):
             return self.get_job(existing.id)  # fetched on its own: its signed URLs masked
 
     def get_job(self, job_id: str) -> ComplianceJob:
-        return self._job(self._call("GET", protocol.job_path(job_id)))
+        return self._job(self._call("GET", job_path(job_id)))
 
     def list_jobs(self, job_type: str, status: str | None = None) -> list[ComplianceJob]:
         """Recent jobs of one type, newest first (an empty list when there are none)."""
-        answer = self._call("GET", protocol.JOBS_PATH, params=protocol.list_jobs_params(job_type, status))
+        answer = self._call("GET", JOBS_PATH, params=list_jobs_params(job_type, status))
         # Not masked here: a listing is only searched (names, statuses), its URLs are never used
         # or shown (repr and metadata() leave them out), and Airflow's masker recompiles one
         # pattern of every secret on each new one, so masking a long listing cost seconds of
         # CPU per call (11 s for 50 jobs). The job that is used comes from get_job, masked.
-        return protocol.jobs_from_answer(answer)
+        return jobs_from_answer(answer)
 
     def find_job(self, job_type: str, name: str) -> ComplianceJob | None:
         """The newest listed job of that type and name, or None."""
         return next((job for job in self.list_jobs(job_type) if job.name == name), None)
 
     def _call(
-        self, method: str, path: str, policy: protocol.RetryPolicy | None = None, **kwargs: Any
+        self, method: str, path: str, policy: RetryPolicy | None = None, **kwargs: Any
     ) -> dict[str, Any]:
         settings = self.settings
         budget = (policy or settings.retry_policy).budget()
@@ -194,8 +193,8 @@ class XComplianceHook(BaseHook):
                     timeout=settings.timeout,
                     **kwargs,
                 )
-                self.last_rate_limit = protocol.parse_rate_limit(response.headers)
-                return protocol.read_api_answer(response.status_code, response.headers, response.content)
+                self.last_rate_limit = parse_rate_limit(response.headers)
+                return read_api_answer(response.status_code, response.headers, response.content)
             except requests.RequestException as exc:
                 error: Exception = XComplianceTransportError(f"{method} {path}: {type(exc).__name__}")
             except XComplianceError as exc:
@@ -203,7 +202,7 @@ class XComplianceHook(BaseHook):
             time.sleep(budget.next_wait(error, self.log, f"{method} {path}"))
 
     def _job(self, answer: dict[str, Any]) -> ComplianceJob:
-        return self._mask_urls(protocol.job_from_answer(answer))
+        return self._mask_urls(job_from_answer(answer))
 
     @staticmethod
     def _mask_urls(job: ComplianceJob) -> ComplianceJob:
@@ -216,19 +215,17 @@ class XComplianceHook(BaseHook):
     async def aget_job(self, job_id: str) -> ComplianceJob:
         """``get_job`` for the triggerer's event loop: same parsing, same retry policy, no blocking."""
         # No signed URL leaves the trigger (events carry job.metadata()), so nothing to mask.
-        return protocol.job_from_answer(await self._acall(protocol.job_path(job_id)))
+        return job_from_answer(await self._acall(job_path(job_id)))
 
     async def alist_jobs(self, job_type: str) -> list[ComplianceJob]:
         """``list_jobs`` for the triggerer's event loop (not masked, as ``list_jobs``)."""
-        return protocol.jobs_from_answer(
-            await self._acall(protocol.JOBS_PATH, protocol.list_jobs_params(job_type))
-        )
+        return jobs_from_answer(await self._acall(JOBS_PATH, list_jobs_params(job_type)))
 
     async def _acall(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
         import httpx
 
         # Airflow masks the connection's password as it hands it over; nothing here logs it.
-        settings = protocol.ConnectionSettings.from_connection(await self.aget_connection(self.x_conn_id))
+        settings = ConnectionSettings.from_connection(await self.aget_connection(self.x_conn_id))
         budget = settings.retry_policy.budget()
         async with httpx.AsyncClient(
             timeout=settings.timeout, headers=settings.headers, verify=_ssl_context()
@@ -236,8 +233,8 @@ class XComplianceHook(BaseHook):
             while True:
                 try:
                     response = await client.get(settings.base_url + path, params=params)
-                    self.last_rate_limit = protocol.parse_rate_limit(response.headers)
-                    return protocol.read_api_answer(response.status_code, response.headers, response.content)
+                    self.last_rate_limit = parse_rate_limit(response.headers)
+                    return read_api_answer(response.status_code, response.headers, response.content)
                 except httpx.TransportError as exc:
                     error: Exception = XComplianceTransportError(f"GET {path}: {type(exc).__name__}")
                 except XComplianceError as exc:
@@ -257,9 +254,9 @@ class XComplianceHook(BaseHook):
     def check_id_source(self, source: IdSource) -> None:
         """Raise :class:`IdSourceError` ("not found: ...") unless ``source`` can be read: called
         before a job is created, so a wrong path never leaves a job behind."""
-        if _is_file(source):
+        if is_id_file(source):
             path = to_path(source)
-            for _ in _source_blocks(path, size=1):
+            for _ in source_blocks(path, size=1):
                 break
 
     def upload_ids(
@@ -294,7 +291,7 @@ class XComplianceHook(BaseHook):
         if keeper is None or not keeper.session_url:  # a kept session outlives the window
             self._check_upload_window(job)
 
-        name = _id_source_name(source)
+        name = id_source_name(source)
         self.log.info(
             "Uploading IDs from %s to compliance job %s (%s upload)",
             name,
@@ -302,7 +299,7 @@ class XComplianceHook(BaseHook):
             "resumable" if job.resumable else "simple",
         )
         what = f"The upload to compliance job {job.id}"
-        ids = _ValidatedIds(source, name, Progress(self.log, f"Upload to job {job.id}", "IDs"))
+        ids = ValidatedIds(source, name, Progress(self.log, f"Upload to job {job.id}", "IDs"))
         try:
             if job.resumable:
                 self.transfers.upload_resumable(job.upload_url, ids(), what, chunk_size, keeper)
@@ -330,13 +327,13 @@ class XComplianceHook(BaseHook):
             seconds=round(seconds, 3),
         )
 
-    def _put_ids(self, job: ComplianceJob, ids: _ValidatedIds, what: str) -> None:
+    def _put_ids(self, job: ComplianceJob, ids: ValidatedIds, what: str) -> None:
         """The simple upload: one ``PUT`` with a ``Content-Length``, which must be known before
         the first byte. An ID file that looks canonical (the usual case, and the only one whose
         length is known up front) is streamed as it is validated; any other source, or a file
         that turns out not to be, is validated into a spool file in the task's temporary
         directory first. Either way the upload completes only once every line has passed."""
-        length = _canonical_length(ids.source)
+        length = canonical_length(ids.source)
         if length is not None:
             try:
                 body = StreamedBody(lambda: ids(unchanged=True), length)
@@ -355,7 +352,7 @@ class XComplianceHook(BaseHook):
             self.transfers.put_object(job.upload_url, SizedBody(spool, ids.normalizer.bytes_out), what)
 
     def _session_keeper(self, job: ComplianceJob, source: IdSource) -> VariableSessionKeeper | None:
-        if not _is_file(source):
+        if not is_id_file(source):
             return None  # IDs given in memory have no version to check a resume against
         try:
             version = source_version(to_path(source))
@@ -364,7 +361,7 @@ class XComplianceHook(BaseHook):
         return VariableSessionKeeper(job.id, self.settings.token, version, self.log)
 
     def _check_upload_window(self, job: ComplianceJob) -> None:
-        left = protocol.upload_window_left(job)
+        left = upload_window_left(job)
         if left is not None and left.total_seconds() <= 0:
             raise UploadWindowExpired(
                 f"The upload URL of compliance job {job.id} expired at {job.upload_expires_at.isoformat()} "
@@ -383,24 +380,13 @@ class XComplianceHook(BaseHook):
         ``destination`` complete or not at all; a retried download writes it again whole.
         """
         job = self._complete_job(job.id if isinstance(job, ComplianceJob) else str(job))
-        target = _results_target(destination, job)
+        target = results_target(destination, job)
         what = f"The download of compliance job {job.id}'s results"
         progress = Progress(self.log, f"Download of job {job.id}", "lines")
 
         def land(blocks: Iterator[bytes]) -> ResultsSummary:
             self.log.info("Downloading the results of compliance job %s to %s", job.id, target)
-            summary = ResultsSummary(f"results of job {job.id}")
-            with atomic_writer(target) as output:
-                # Written in a thread of its own (writes release the GIL) while this one summarises.
-                written = read_ahead(_written(blocks, output))
-                try:
-                    for block in written:
-                        summary.feed(block)
-                        progress.update(summary.bytes, summary.lines)
-                finally:
-                    written.close()
-                summary.finish()
-            return summary
+            return land_results(blocks, target, f"results of job {job.id}", progress)
 
         summary = self.transfers.download(
             job.download_url, lambda: self._complete_job(job.id).download_url, land, what
@@ -422,108 +408,6 @@ class XComplianceHook(BaseHook):
         if not job.download_url:
             raise XComplianceError(f"The API gave complete compliance job {job.id} no download URL")
         return job
-
-
-def _is_file(source: IdSource) -> bool:
-    """Whether ``source`` names an ID file (a path or a URL) rather than holding IDs in memory."""
-    return isinstance(source, (str, os.PathLike, ObjectStoragePath))
-
-
-def _id_source_name(source: IdSource) -> str:
-    """The source's name in errors and logs."""
-    if _is_file(source):
-        return str(to_path(source))
-    if isinstance(source, (bytes, bytearray)):
-        raise TypeError("Pass IDs as a path, a URL or an iterable of IDs, not bytes")
-    return "the given IDs"
-
-
-class _ValidatedIds:
-    """The validated blocks of an ID source, read and checked in a thread of their own while the
-    caller sends or spools. Each call reads a file source afresh (a retried ``PUT`` reads it
-    again); ``normalizer`` counts the latest read. IDs given in memory can be read once."""
-
-    def __init__(self, source: IdSource, name: str, progress: Progress) -> None:
-        self.source = source
-        self.name = name
-        self.progress = progress
-        self.normalizer = IdNormalizer(name)
-        self._blocks: Iterator[bytes] | None = None
-
-    def __call__(self, unchanged: bool = False) -> Iterator[bytes]:
-        """Start a read; with ``unchanged``, one that stops with :class:`BodyLengthChanged` at
-        the first block that normalising changed (its length is then no longer the file's)."""
-        self.close()
-        if _is_file(self.source):
-            raw = _source_blocks(to_path(self.source))
-        else:
-            raw = blocks_from_ids(self.source)
-        self.normalizer = normalizer = IdNormalizer(self.name)
-        blocks = _reporting(normalized_blocks(raw, self.name, normalizer), normalizer, self.progress)
-        self._blocks = read_ahead(_unchanged(blocks, normalizer) if unchanged else blocks)
-        return self._blocks
-
-    def close(self) -> None:
-        if self._blocks is not None:
-            self._blocks.close()
-
-
-def _unchanged(blocks: Iterator[bytes], normalizer: IdNormalizer) -> Iterator[bytes]:
-    for block in blocks:
-        if normalizer.normalised:
-            raise BodyLengthChanged(f"normalising changed one of its first {normalizer.lines_read:,} lines")
-        yield block
-
-
-def _canonical_length(source: IdSource) -> int | None:
-    """The size of an ID file that looks canonical (its first lines are, and it ends with a line
-    feed), so that its normalised length is known before it is read; else None."""
-    if not _is_file(source):
-        return None
-    try:
-        with to_path(source).open("rb") as file:
-            head = file.read(HEAD_SIZE)
-            size = file.seek(0, os.SEEK_END)
-            if size <= 0:
-                return None
-            file.seek(size - 1)
-            last = file.read(1)
-    except (OSError, ValueError):  # unreadable (the upload itself reports it), or not seekable
-        return None
-    lines = head[: head.rfind(b"\n") + 1]
-    if last != b"\n" or not lines or canonical_id_count(lines) is None:
-        return None  # a BOM, CRLF, spaces or a blank line early on: not worth a try
-    return size
-
-
-def _source_blocks(path: ObjectStoragePath, size: int = BLOCK_SIZE) -> Iterator[bytes]:
-    """The blocks of an ID file; a missing or unreadable file is an :class:`IdSourceError`."""
-    try:
-        yield from read_blocks(path, size)
-    except FileNotFoundError:
-        raise IdSourceError(f"The IDs file was not found: {path}") from None
-    except IsADirectoryError:
-        raise IdSourceError(f"The IDs file is a folder, not a file: {path}") from None
-    except OSError as exc:
-        raise IdSourceError(f"The IDs file cannot be read: {path} ({type(exc).__name__}: {exc})") from None
-
-
-def _results_target(destination: Location, job: ComplianceJob) -> ObjectStoragePath:
-    if isinstance(destination, (str, os.PathLike)) and os.fspath(destination).endswith("/"):
-        return to_path(destination) / f"{job.type or 'results'}-{job.id}.jsonl"
-    return to_path(destination)
-
-
-def _written(blocks: Iterable[bytes], output: Any) -> Iterator[bytes]:
-    for block in blocks:
-        output.write(block)
-        yield block
-
-
-def _reporting(blocks: Iterator[bytes], normalizer: IdNormalizer, progress: Progress) -> Iterator[bytes]:
-    for block in blocks:
-        yield block
-        progress.update(normalizer.bytes_out, normalizer.ids)
 
 
 class XComplianceOldTypeHook(XComplianceHook):

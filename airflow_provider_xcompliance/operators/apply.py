@@ -1,6 +1,6 @@
 """Step 5: apply a job's results to the user's own data (SQL tables, JSONL/Parquet data sets).
 
-The rules by reason are in :mod:`airflow_provider_xcompliance.changes`; these operators add the
+The rules by reason are in :mod:`airflow_provider_xcompliance.apply.rules`; these operators add the
 Airflow side: templated paths, the audit key from a Variable, the report as XCom and as the
 extra of an Asset event.
 """
@@ -12,13 +12,10 @@ from typing import Any
 
 from airflow.sdk import Asset, BaseHook, BaseOperator, Variable
 
-from airflow_provider_xcompliance.changes import (
-    DEFAULT_AUDIT_KEY_VARIABLE,
-    ApplyConfigError,
-    ApplyReport,
-    AuditIdentity,
-    ChangeRules,
-)
+from airflow_provider_xcompliance.apply.audit import DEFAULT_AUDIT_KEY_VARIABLE, AuditIdentity
+from airflow_provider_xcompliance.apply.rules import ChangeRules
+from airflow_provider_xcompliance.exceptions import ApplyConfigError
+from airflow_provider_xcompliance.reports import ApplyReport
 
 
 class _ApplyOperator(BaseOperator):
@@ -156,7 +153,7 @@ class XComplianceApplyToSqlOperator(_ApplyOperator):
         self.batch_size = batch_size
 
     def _target(self) -> Any:
-        from airflow_provider_xcompliance.apply_sql import SqlTarget
+        from airflow_provider_xcompliance.apply.sql import SqlTarget
 
         return SqlTarget(
             table=self.table,
@@ -169,7 +166,7 @@ class XComplianceApplyToSqlOperator(_ApplyOperator):
         )
 
     def execute(self, context: Any) -> ApplyReport:
-        from airflow_provider_xcompliance.apply_sql import SqlApplier
+        from airflow_provider_xcompliance.apply.sql import SqlApplier
 
         target = self._target()
         audit = self._audit_identity(bool(self.audit_table))
@@ -201,7 +198,11 @@ class XComplianceApplyToSqlOperator(_ApplyOperator):
         """Input: the results file. Outputs: the tables the job type changes (``table``, and
         ``users_table`` for users jobs) and ``audit_table``, named from the connection by its
         hook's OpenLineage helpers; none for a dry run, which changes nothing."""
-        from airflow_provider_xcompliance.lineage import operator_lineage, table_datasets, to_dataset
+        from airflow_provider_xcompliance.utils.openlineage import (
+            operator_lineage,
+            table_datasets,
+            to_dataset,
+        )
 
         outputs = []
         if not self._dry_run():
@@ -254,7 +255,7 @@ class XComplianceApplyToFilesOperator(_ApplyOperator):
         self.audit_path = audit_path
 
     def execute(self, context: Any) -> ApplyReport:
-        from airflow_provider_xcompliance.apply_files import apply_to_files
+        from airflow_provider_xcompliance.apply.files import apply_to_files
 
         report = apply_to_files(
             self.results_path,
@@ -278,7 +279,7 @@ class XComplianceApplyToFilesOperator(_ApplyOperator):
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """Input: the results file. Outputs: the data set (``data_path``, a folder or one object)
         and the ``audit_path`` folder; none for a dry run, which writes nothing."""
-        from airflow_provider_xcompliance.lineage import operator_lineage, to_dataset
+        from airflow_provider_xcompliance.utils.openlineage import operator_lineage, to_dataset
 
         outputs = []
         if not self._dry_run():

@@ -12,10 +12,13 @@ from typing import Any
 from airflow.providers.common.compat.sdk import conf
 from airflow.sdk import Asset, BaseOperator
 
-from airflow_provider_xcompliance import DEFAULT_CONN_ID, protocol
+from airflow_provider_xcompliance.client.codec import MAX_JOB_NAME
+from airflow_provider_xcompliance.client.jobs import CREATED, JOB_TYPES, ComplianceJob
+from airflow_provider_xcompliance.client.matching import own_job
+from airflow_provider_xcompliance.client.retry import next_poll_delay
+from airflow_provider_xcompliance.connection import DEFAULT_CONN_ID
 from airflow_provider_xcompliance.exceptions import JobEndedError, XComplianceConflict, XComplianceError
 from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
-from airflow_provider_xcompliance.models import CREATED, JOB_TYPES, ComplianceJob
 from airflow_provider_xcompliance.reports import DownloadSummary, UploadReport
 from airflow_provider_xcompliance.triggers.compliance import XComplianceJobTrigger
 
@@ -33,7 +36,7 @@ def default_job_name(context: Any) -> str:
     ti = context["ti"]
     key = f"{ti.dag_id}\n{ti.run_id}\n{ti.task_id}\n{getattr(ti, 'map_index', -1)}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-    prefix = f"{ti.dag_id}.{ti.task_id}"[: protocol.MAX_JOB_NAME - len(digest) - 1]
+    prefix = f"{ti.dag_id}.{ti.task_id}"[: MAX_JOB_NAME - len(digest) - 1]
     return f"{prefix}-{digest}"
 
 
@@ -66,7 +69,7 @@ class _XComplianceOperator(BaseOperator):
     def _job_datasets(self, job_type: str | None) -> list[Any]:
         """The X side of a transfer as OpenLineage sees it: the ``job_type`` jobs at this
         connection's API (none when the type or the connection is unknown)."""
-        from airflow_provider_xcompliance.lineage import job_dataset
+        from airflow_provider_xcompliance.utils.openlineage import job_dataset
 
         if not job_type:
             return []
@@ -103,7 +106,7 @@ class _JobCreating(_XComplianceOperator):
         if self.job_name:
             dag_run = context.get("dag_run")
             created_after = getattr(dag_run, "run_after", None) or getattr(dag_run, "start_date", None)
-        job = protocol.own_job(self.hook.list_jobs(self.job_type), self._job_name(context), created_after)
+        job = own_job(self.hook.list_jobs(self.job_type), self._job_name(context), created_after)
         if job is None:
             return None
         self.log.info("Found job %s (%s) from an earlier try; using it", job.id, job.status)
@@ -142,7 +145,7 @@ class XComplianceCreateJobOperator(_JobCreating):
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """No data set: creating a job reads and writes no data."""
-        from airflow_provider_xcompliance.lineage import operator_lineage
+        from airflow_provider_xcompliance.utils.openlineage import operator_lineage
 
         return operator_lineage()
 
@@ -177,7 +180,7 @@ class XComplianceUploadIdsOperator(_XComplianceOperator):
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """Input: the ID file. Output: the jobs of its type at X (``x-compliance://<API host>``,
         ``jobs/<job type>``)."""
-        from airflow_provider_xcompliance.lineage import operator_lineage, to_dataset
+        from airflow_provider_xcompliance.utils.openlineage import operator_lineage, to_dataset
 
         return operator_lineage([to_dataset(self.ids_path)], self._job_datasets(self.job_type))
 
@@ -247,7 +250,7 @@ class XComplianceSubmitJobOperator(_JobCreating):
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """Input: the ID file. Output: the jobs of its type at X (``x-compliance://<API host>``,
         ``jobs/<job type>``)."""
-        from airflow_provider_xcompliance.lineage import operator_lineage, to_dataset
+        from airflow_provider_xcompliance.utils.openlineage import operator_lineage, to_dataset
 
         return operator_lineage([to_dataset(self.ids_path)], self._job_datasets(self.job_type))
 
@@ -279,7 +282,7 @@ class XComplianceSubmitJobOperator(_JobCreating):
                     f"Compliance job {blocker.id} was still active after {self.wait_timeout}"
                 )
             # paced like the trigger: a created job is woken for when its upload window ends
-            time.sleep(protocol.next_poll_delay(job, self.poll_interval, self.hook.last_rate_limit))
+            time.sleep(next_poll_delay(job, self.poll_interval, self.hook.last_rate_limit))
 
 
 class XComplianceDownloadResultsOperator(_XComplianceOperator):
@@ -332,7 +335,7 @@ class XComplianceDownloadResultsOperator(_XComplianceOperator):
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """Input: the jobs of its type at X. Output: the results object written (a
         ``results_path`` folder's ``<job type>-<job id>.jsonl``)."""
-        from airflow_provider_xcompliance.lineage import operator_lineage, to_dataset
+        from airflow_provider_xcompliance.utils.openlineage import operator_lineage, to_dataset
 
         written = self.written_path
         if written is None and not str(self.results_path).endswith("/"):

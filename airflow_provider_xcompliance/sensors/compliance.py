@@ -10,10 +10,11 @@ from typing import Any
 from airflow.providers.common.compat.sdk import AirflowFailException, conf
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
-from airflow_provider_xcompliance import DEFAULT_CONN_ID, protocol
+from airflow_provider_xcompliance.client.jobs import COMPLETE
+from airflow_provider_xcompliance.client.retry import TRANSIENT_ERRORS
+from airflow_provider_xcompliance.connection import DEFAULT_CONN_ID
 from airflow_provider_xcompliance.exceptions import XComplianceError
 from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
-from airflow_provider_xcompliance.models import COMPLETE
 from airflow_provider_xcompliance.triggers.compliance import XComplianceJobTrigger
 
 
@@ -70,7 +71,7 @@ class XComplianceJobSensor(BaseSensorOperator):
     def poke(self, context: Any) -> PokeReturnValue | bool:
         try:
             job = self.hook.get_job(self.job_id)
-        except protocol.TRANSIENT_ERRORS as error:
+        except TRANSIENT_ERRORS as error:
             self.log.warning("Could not check job %s (%s); trying again at the next poke", self.job_id, error)
             return False
         if job.has_ended:

@@ -8,10 +8,11 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_xcompliance import DEFAULT_CONN_ID, protocol
+from airflow_provider_xcompliance.client.jobs import ComplianceJob
+from airflow_provider_xcompliance.client.retry import TRANSIENT_ERRORS, poll_again_after
+from airflow_provider_xcompliance.connection import DEFAULT_CONN_ID
 from airflow_provider_xcompliance.exceptions import XComplianceError
 from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
-from airflow_provider_xcompliance.models import ComplianceJob
 from airflow_provider_xcompliance.reports import JobEvent
 from airflow_provider_xcompliance.triggers.job_watch import JobWatch
 
@@ -65,7 +66,7 @@ class XComplianceJobTrigger(BaseTrigger):
         while True:
             try:
                 return await hook.aget_job(self.job_id)
-            except protocol.TRANSIENT_ERRORS as error:
-                delay = protocol.poll_again_after(error, self.poll_interval)
+            except TRANSIENT_ERRORS as error:
+                delay = poll_again_after(error, self.poll_interval)
                 self.log.warning("Job %s: %s; asking again in %.0f s", self.job_id, error, delay)
                 await asyncio.sleep(delay)

@@ -22,10 +22,15 @@ import logging
 from collections.abc import AsyncIterator
 from typing import ClassVar
 
-from airflow_provider_xcompliance import protocol
+from airflow_provider_xcompliance.client.jobs import ComplianceJob
+from airflow_provider_xcompliance.client.retry import (
+    TRANSIENT_ERRORS,
+    next_poll_delay,
+    poll_again_after,
+    rate_limit_spacing,
+)
 from airflow_provider_xcompliance.exceptions import XComplianceError
 from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
-from airflow_provider_xcompliance.models import ComplianceJob
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +50,7 @@ class _Waiter:
 
     def seen(self, job: ComplianceJob, now: float) -> None:
         self.job = job
-        self.due = now + protocol.next_poll_delay(job, self.poll_interval)
+        self.due = now + next_poll_delay(job, self.poll_interval)
 
 
 class JobWatch:
@@ -123,8 +128,8 @@ class JobWatch:
     async def _round(self, loop: asyncio.AbstractEventLoop) -> None:
         try:
             listed = {job.id: job for job in await self.hook.alist_jobs(self.job_type)}
-        except protocol.TRANSIENT_ERRORS as error:
-            retry = protocol.poll_again_after(error, self._shortest_interval())
+        except TRANSIENT_ERRORS as error:
+            retry = poll_again_after(error, self._shortest_interval())
             log.warning("Listing %s jobs: %s; asking again in %.0f s", self.job_type, error, retry)
             self.paced_until = loop.time() + retry
             return
@@ -133,7 +138,7 @@ class JobWatch:
                 waiter.news.put_nowait(error)
             self.paced_until = loop.time() + self._shortest_interval()
             return
-        self.paced_until = loop.time() + protocol.rate_limit_spacing(self.hook.last_rate_limit)
+        self.paced_until = loop.time() + rate_limit_spacing(self.hook.last_rate_limit)
         woken = 0
         for waiter in list(self.waiters):
             if woken >= WAKE_BATCH:  # let the loop's other work (timers, events) in between
@@ -145,7 +150,7 @@ class JobWatch:
                     continue  # not listed, not due: its own lookup can wait
                 try:
                     job = await self.hook.aget_job(waiter.job.id)
-                except protocol.TRANSIENT_ERRORS:
+                except TRANSIENT_ERRORS:
                     waiter.seen(waiter.job, loop.time())  # ask again at its next turn
                     continue
                 except (XComplianceError, ValueError) as error:

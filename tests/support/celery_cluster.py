@@ -267,7 +267,7 @@ class CeleryCluster:
     def _airflow_env(self) -> dict[str, str]:
         from cryptography.fernet import Fernet
 
-        from airflow_provider_xcompliance import CONNECTION_TYPE, DEFAULT_CONN_ID
+        from airflow_provider_xcompliance.connection import CONNECTION_TYPE, DEFAULT_CONN_ID
 
         env = {
             k: v for k, v in os.environ.items() if k not in _STRIP_NAMES and not k.startswith(_STRIP_PREFIXES)

@@ -1,4 +1,4 @@
-"""``./dev airflow`` for tests: ``python -m airflow_provider_xcompliance.demo --standalone``.
+"""``./dev airflow`` for tests: ``python -m devtools.demo --standalone``.
 
 The very code path a user starts (``demo.py --standalone``: the emulator, Airflow's database with
 the connections in it, the admin password file, the ``--skip-serve-logs`` shim, ``airflow
@@ -108,7 +108,7 @@ class DevAirflow:
             [
                 sys.executable,
                 "-m",
-                "airflow_provider_xcompliance.demo",
+                "devtools.demo",
                 "--standalone",
                 "--workdir",
                 str(self.workdir),
@@ -334,7 +334,7 @@ class DevAirflow:
 
     def emulator(self) -> tuple[str, str]:
         """The emulator's base URL and bearer token, read from the stored connection as a user would."""
-        from airflow_provider_xcompliance.demo import DEMO_TOKEN
+        from devtools.demo import DEMO_TOKEN
 
         connection = self.api("GET", "/api/v2/connections/x_compliance_default")
         return f"{connection['host']}:{connection['port']}", DEMO_TOKEN

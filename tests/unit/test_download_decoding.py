@@ -7,8 +7,8 @@ import zlib
 
 import pytest
 
+from airflow_provider_xcompliance.client.bodies import DOWNLOAD_READ_SIZE, decoded_blocks
 from airflow_provider_xcompliance.exceptions import XComplianceTransportError
-from airflow_provider_xcompliance.transfer import DOWNLOAD_READ_SIZE, _decoded_blocks
 
 WHAT = "The download of compliance job 1's results"
 
@@ -40,7 +40,7 @@ def _results(lines: int) -> bytes:
 
 
 def _decoded(body: bytes, encoding: str | None = "gzip") -> bytes:
-    return b"".join(_decoded_blocks(_Response(body, encoding), WHAT))
+    return b"".join(decoded_blocks(_Response(body, encoding), WHAT))
 
 
 def test_a_gzip_stream_larger_than_one_read_comes_out_whole():
@@ -109,8 +109,8 @@ def test_a_further_members_header_cut_by_a_read_boundary(cut):
 
 
 def test_more_output_than_one_inflate_call_gives_comes_out_whole(monkeypatch):
-    from airflow_provider_xcompliance import transfer
+    from airflow_provider_xcompliance.client import bodies
 
-    monkeypatch.setattr(transfer, "MAX_INFLATE", 4096)  # each read inflates in many calls
+    monkeypatch.setattr(bodies, "MAX_INFLATE", 4096)  # each read inflates in many calls
     plain = _results(20_000)
     assert _decoded(gzip.compress(plain) + gzip.compress(plain[:1000])) == plain + plain[:1000]

@@ -3,7 +3,7 @@
 import pytest
 
 from airflow_provider_xcompliance.exceptions import InvalidIdError
-from airflow_provider_xcompliance.ids import IdNormalizer, blocks_from_ids, normalized_blocks
+from airflow_provider_xcompliance.id_files import IdNormalizer, blocks_from_ids, normalized_blocks
 
 
 def clean(blocks, source="ids.txt"):

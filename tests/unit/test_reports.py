@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from airflow_provider_xcompliance.changes import ChangeRules, new_report
-from airflow_provider_xcompliance.models import ComplianceJob
+from airflow_provider_xcompliance.apply.report import new_report
+from airflow_provider_xcompliance.apply.rules import ChangeRules
+from airflow_provider_xcompliance.client.jobs import ComplianceJob
 from airflow_provider_xcompliance.reports import ApplyReport, DownloadSummary, JobMetadata
 from airflow_provider_xcompliance.results import ResultsSummary
 

@@ -3,7 +3,7 @@ length announced, so a storage server that keeps only whole bodies never keeps a
 
 import pytest
 
-from airflow_provider_xcompliance.transfer import BodyLengthChanged, StreamedBody
+from airflow_provider_xcompliance.client.bodies import BodyLengthChanged, StreamedBody
 
 
 class Source:
@@ -78,9 +78,9 @@ def test_a_failure_in_the_source_stops_the_body_short():
     ],
 )
 def test_only_an_id_file_that_looks_canonical_is_streamed(tmp_path, content, streamed):
-    from airflow_provider_xcompliance.hooks.compliance import _canonical_length
+    from airflow_provider_xcompliance.id_files import canonical_length
 
     path = tmp_path / "ids.txt"
     path.write_bytes(content)
-    assert _canonical_length(path) == (len(content) if streamed else None)
-    assert _canonical_length(tmp_path / "missing.txt") is None
+    assert canonical_length(path) == (len(content) if streamed else None)
+    assert canonical_length(tmp_path / "missing.txt") is None

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from airflow_provider_xcompliance.storage import LOCAL_PROTOCOLS, Location
+from airflow_provider_xcompliance.object_storage import LOCAL_PROTOCOLS, Location
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.openlineage.facet import Dataset

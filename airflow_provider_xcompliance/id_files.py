@@ -1,4 +1,4 @@
-"""Streaming validation and normalisation of ID files.
+"""ID files: their streaming validation and normalisation, and the read of an ID source for an upload.
 
 An ID file is one tweet or user ID per line: a decimal integer that fits a signed 64-bit
 integer (at most 9223372036854775807), written without leading zeros. Blank lines, surrounding
@@ -19,10 +19,25 @@ start with ``9``. Only a block that fails these checks is walked line by line.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Iterator
 
-from airflow_provider_xcompliance.exceptions import InvalidIdError
+from airflow.sdk import ObjectStoragePath
+
+from airflow_provider_xcompliance.client.bodies import BodyLengthChanged
+from airflow_provider_xcompliance.exceptions import (
+    IdSourceError,
+    InvalidIdError,
+)
+from airflow_provider_xcompliance.object_storage import (
+    BLOCK_SIZE,
+    Location,
+    read_blocks,
+    to_path,
+)
+from airflow_provider_xcompliance.utils.prefetch import read_ahead
+from airflow_provider_xcompliance.utils.progress import Progress
 
 BOM = b"\xef\xbb\xbf"
 MAX_ID = 9223372036854775807  # the largest signed 64-bit integer
@@ -184,3 +199,97 @@ def blocks_from_ids(ids: Iterable[int | str], batch: int = 65536) -> Iterator[by
             buffer.clear()
     if buffer:
         yield ("\n".join(buffer) + "\n").encode()
+
+
+IdSource = Location | Iterable[int | str]
+HEAD_SIZE = 64 * 1024  # what is read of an ID file to tell whether it may already be canonical
+
+
+def is_id_file(source: IdSource) -> bool:
+    """Whether ``source`` names an ID file (a path or a URL) rather than holding IDs in memory."""
+    return isinstance(source, (str, os.PathLike, ObjectStoragePath))
+
+
+def id_source_name(source: IdSource) -> str:
+    """The source's name in errors and logs."""
+    if is_id_file(source):
+        return str(to_path(source))
+    if isinstance(source, (bytes, bytearray)):
+        raise TypeError("Pass IDs as a path, a URL or an iterable of IDs, not bytes")
+    return "the given IDs"
+
+
+class ValidatedIds:
+    """The validated blocks of an ID source, read and checked in a thread of their own while the
+    caller sends or spools. Each call reads a file source afresh (a retried ``PUT`` reads it
+    again); ``normalizer`` counts the latest read. IDs given in memory can be read once."""
+
+    def __init__(self, source: IdSource, name: str, progress: Progress) -> None:
+        self.source = source
+        self.name = name
+        self.progress = progress
+        self.normalizer = IdNormalizer(name)
+        self._blocks: Iterator[bytes] | None = None
+
+    def __call__(self, unchanged: bool = False) -> Iterator[bytes]:
+        """Start a read; with ``unchanged``, one that stops with :class:`BodyLengthChanged` at
+        the first block that normalising changed (its length is then no longer the file's)."""
+        self.close()
+        if is_id_file(self.source):
+            raw = source_blocks(to_path(self.source))
+        else:
+            raw = blocks_from_ids(self.source)
+        self.normalizer = normalizer = IdNormalizer(self.name)
+        blocks = _reporting(normalized_blocks(raw, self.name, normalizer), normalizer, self.progress)
+        self._blocks = read_ahead(_unchanged(blocks, normalizer) if unchanged else blocks)
+        return self._blocks
+
+    def close(self) -> None:
+        if self._blocks is not None:
+            self._blocks.close()
+
+
+def _unchanged(blocks: Iterator[bytes], normalizer: IdNormalizer) -> Iterator[bytes]:
+    for block in blocks:
+        if normalizer.normalised:
+            raise BodyLengthChanged(f"normalising changed one of its first {normalizer.lines_read:,} lines")
+        yield block
+
+
+def canonical_length(source: IdSource) -> int | None:
+    """The size of an ID file that looks canonical (its first lines are, and it ends with a line
+    feed), so that its normalised length is known before it is read; else None."""
+    if not is_id_file(source):
+        return None
+    try:
+        with to_path(source).open("rb") as file:
+            head = file.read(HEAD_SIZE)
+            size = file.seek(0, os.SEEK_END)
+            if size <= 0:
+                return None
+            file.seek(size - 1)
+            last = file.read(1)
+    except (OSError, ValueError):  # unreadable (the upload itself reports it), or not seekable
+        return None
+    lines = head[: head.rfind(b"\n") + 1]
+    if last != b"\n" or not lines or canonical_id_count(lines) is None:
+        return None  # a BOM, CRLF, spaces or a blank line early on: not worth a try
+    return size
+
+
+def source_blocks(path: ObjectStoragePath, size: int = BLOCK_SIZE) -> Iterator[bytes]:
+    """The blocks of an ID file; a missing or unreadable file is an :class:`IdSourceError`."""
+    try:
+        yield from read_blocks(path, size)
+    except FileNotFoundError:
+        raise IdSourceError(f"The IDs file was not found: {path}") from None
+    except IsADirectoryError:
+        raise IdSourceError(f"The IDs file is a folder, not a file: {path}") from None
+    except OSError as exc:
+        raise IdSourceError(f"The IDs file cannot be read: {path} ({type(exc).__name__}: {exc})") from None
+
+
+def _reporting(blocks: Iterator[bytes], normalizer: IdNormalizer, progress: Progress) -> Iterator[bytes]:
+    for block in blocks:
+        yield block
+        progress.update(normalizer.bytes_out, normalizer.ids)

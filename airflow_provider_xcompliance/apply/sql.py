@@ -17,24 +17,19 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from airflow_provider_xcompliance.changes import (
-    AUDIT_COLUMNS,
+from airflow_provider_xcompliance.apply.audit import AUDIT_COLUMNS, AuditIdentity
+from airflow_provider_xcompliance.apply.flagged import FlaggedRecord, read_flagged
+from airflow_provider_xcompliance.apply.report import add_counts, new_report, utc_now_text
+from airflow_provider_xcompliance.apply.rules import (
     DELETE,
     KEEP,
     SCRUB_GEO,
-    ApplyConfigError,
-    ApplyReport,
-    AuditIdentity,
     ChangeRules,
-    FlaggedRecord,
-    add_counts,
     check_delete_fraction,
-    new_report,
-    read_flagged,
-    utc_now_text,
 )
-from airflow_provider_xcompliance.exceptions import XComplianceError
-from airflow_provider_xcompliance.storage import Location
+from airflow_provider_xcompliance.exceptions import ApplyConfigError, ApplyFailed, XComplianceError
+from airflow_provider_xcompliance.object_storage import Location
+from airflow_provider_xcompliance.reports import ApplyReport
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?")
 RESULTS_TABLE = "xc_results"  # TEMP tables: private to the connection, dropped before commit
@@ -43,10 +38,6 @@ AUDIT_TABLE_DDL = (
     "record_key VARCHAR(64), record_type VARCHAR(8), target VARCHAR(256), reason VARCHAR(64), "
     "change VARCHAR(16), job_id VARCHAR(64), run_id VARCHAR(256), applied_at VARCHAR(32)"
 )
-
-
-class ApplyFailed(XComplianceError):
-    """The database refused a statement while the results were applied; all was rolled back."""
 
 
 def sql_name(value: Any, what: str) -> str:

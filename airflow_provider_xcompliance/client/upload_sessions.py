@@ -24,7 +24,7 @@ from typing import Protocol
 from airflow.sdk import ObjectStoragePath
 from cryptography.fernet import Fernet, InvalidToken
 
-from airflow_provider_xcompliance.transfer import mask_url
+from airflow_provider_xcompliance.client.masking import mask_url
 
 VARIABLE_PREFIX = "x_compliance_resume_secret_"
 

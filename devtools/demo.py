@@ -1,6 +1,6 @@
 """The end-to-end demo behind ``./dev demo`` and ``./dev airflow``.
 
-``python -m airflow_provider_xcompliance.demo`` generates an ID file of realistic size and its
+``python -m devtools.demo`` (``./dev demo``) generates an ID file of realistic size and its
 ground truth, seeds a demo database table with those tweets (authors, some with geo data),
 starts the X API emulator, and runs the ``x_compliance_tweets_apply`` example DAG with
 ``airflow dags test`` (SQLite, a local folder for object storage): submit, wait, download, and
@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from airflow_provider_xcompliance import CONNECTION_TYPE, DEFAULT_CONN_ID
+from airflow_provider_xcompliance.connection import CONNECTION_TYPE, DEFAULT_CONN_ID
 from airflow_provider_xcompliance.emulator import XComplianceEmulator, expected_results, generate_dataset
 from airflow_provider_xcompliance.emulator.faults import PROFILES, parse_fault_spec
 from airflow_provider_xcompliance.results import ResultsSummary
@@ -45,9 +45,7 @@ GEO_EVERY = 5  # one demo tweet in five carries geo data
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], prog="python -m airflow_provider_xcompliance.demo"
-    )
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], prog="./dev demo")
     parser.add_argument(
         "--workdir", type=Path, default=Path(".demo"), help="where everything is kept (default .demo)"
     )
@@ -344,7 +342,7 @@ def _loopback_only_airflow(airflow_home: Path) -> Path:
     shim = folder / "airflow"
     shim.write_text(
         "#!/bin/sh\n"
-        "# Written by airflow_provider_xcompliance.demo: no log server on 0.0.0.0.\n"
+        "# Written by devtools/demo.py: no log server on 0.0.0.0.\n"
         'case "$1" in\n'
         f'  scheduler|triggerer) exec {real} "$@" --skip-serve-logs ;;\n'
         "esac\n"
