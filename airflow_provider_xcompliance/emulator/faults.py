@@ -244,9 +244,9 @@ def _all_profile_front(endpoint: str, n: int) -> Fault | None:
         if n % ALL_PROFILE_STORAGE_EVERY != 1:
             return None
         what = ALL_PROFILE_STORAGE_CYCLE[(n // ALL_PROFILE_STORAGE_EVERY) % len(ALL_PROFILE_STORAGE_CYCLE)]
-        if what == "drop":
-            return Fault(endpoint, "drop")
-        return Fault(endpoint, "status", status=what)
+        if isinstance(what, int):
+            return Fault(endpoint, "status", status=what)
+        return Fault(endpoint, "drop")
     if endpoint in ("get_job", "list_jobs") and n % ALL_PROFILE_LOOKUP_EVERY == 0:
         return Fault(endpoint, "status", status=503)
     return None

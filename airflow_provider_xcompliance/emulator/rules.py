@@ -70,6 +70,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from .timefmt import fast_iso
 
@@ -281,6 +282,12 @@ class ProcessingCancelled(Exception):
     """The emulator stopped while a file was being processed."""
 
 
+class CancelFlag(Protocol):
+    """What ``process_file`` polls to stop early: a ``threading.Event``, or anything with ``is_set``."""
+
+    def is_set(self) -> bool: ...
+
+
 @dataclass
 class ProcessOutcome:
     """What processing an uploaded ID file gave: an error, or the counts of IDs and results."""
@@ -323,7 +330,7 @@ def _fast_lines(chunk: bytes) -> list[bytes] | None:
 
 
 def process_file(
-    src: Path, dst: Path, rules: ResultRules, cancel: threading.Event | None = None
+    src: Path, dst: Path, rules: ResultRules, cancel: CancelFlag | None = None
 ) -> ProcessOutcome:
     """Validate the uploaded ID file ``src`` and write the result file ``dst`` (atomically).
 
