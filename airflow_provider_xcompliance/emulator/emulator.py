@@ -126,7 +126,7 @@ class XComplianceEmulator:
         """Stop serving, cut open connections, stop processing, remove the temporary data dir."""
         with self._lock:
             server, thread, state = self._server, self._thread, self._state
-            if server is None:
+            if server is None or thread is None or state is None:  # not running (all set together)
                 return
             self._server = self._thread = None
         server.shutdown()

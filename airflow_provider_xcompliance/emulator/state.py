@@ -258,10 +258,12 @@ class EmulatorState:
         if now < picked_up:
             return "created"
         if job.processed and now >= picked_up + cfg.real(cfg.processing_seconds):
+            assert job.outcome is not None  # set with processed
             return "failed" if job.outcome.error else "complete"
         return "in_progress"
 
     def completion_eta(self, job: Job) -> float:
+        assert job.uploaded_at is not None, "only an uploaded job has a completion time"
         cfg = self.config
         return job.uploaded_at + cfg.real(cfg.pickup_seconds + cfg.processing_seconds)
 
@@ -346,6 +348,8 @@ class EmulatorState:
         else:
             method, headers, window = "GET", {}, cfg.real(cfg.download_window_seconds)
         date = int(job.created)
+        if self.signer is None:
+            raise RuntimeError("no signed URLs before the state is bound to its server")
         query = self.signer.sign(method, path, date, self.signed_expires(job.created, window), headers)
         return method, path, dict(headers), query
 
@@ -374,6 +378,7 @@ class EmulatorState:
             data["download_url"] = self.download_url(job)
             data["download_expires_at"] = iso_z(job.download_deadline)
             if status == "failed":
+                assert job.outcome is not None  # failed: processed, with an error
                 data["error"] = job.outcome.error
             elif status == "in_progress" and self.config.estimated_completion:
                 eta = self.completion_eta(job)
