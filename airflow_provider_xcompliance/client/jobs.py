@@ -39,6 +39,11 @@ def parse_timestamp(value: Any) -> datetime | None:
     return parsed if isinstance(parsed, datetime) else None
 
 
+def _text(value: Any) -> str | None:
+    """A string field of the API as given, or None when it is absent or not a string."""
+    return value if isinstance(value, str) else None
+
+
 def format_timestamp(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
@@ -62,19 +67,22 @@ class ComplianceJob:
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> ComplianceJob:
+        """The job from an API answer, leniently: a field that is missing or of another type than
+        the spec's is taken as absent, never trusted and never a crash further on."""
+        job_id = data.get("id")
         return cls(
-            id=str(data.get("id", "")),
-            type=data.get("type"),
-            name=data.get("name"),
-            status=data.get("status"),
-            resumable=bool(data.get("resumable", False)),
+            id=str(job_id) if isinstance(job_id, (str, int)) and not isinstance(job_id, bool) else "",
+            type=_text(data.get("type")),
+            name=_text(data.get("name")),
+            status=_text(data.get("status")),
+            resumable=data.get("resumable") is True,
             created_at=parse_timestamp(data.get("created_at")),
             upload_expires_at=parse_timestamp(data.get("upload_expires_at")),
             download_expires_at=parse_timestamp(data.get("download_expires_at")),
             estimated_completion=parse_timestamp(data.get("estimated_completion")),
-            error=data.get("error"),
-            upload_url=data.get("upload_url"),
-            download_url=data.get("download_url"),
+            error=_text(data.get("error")),
+            upload_url=_text(data.get("upload_url")),
+            download_url=_text(data.get("download_url")),
         )
 
     @property
