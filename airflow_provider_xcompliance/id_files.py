@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 
 from airflow.sdk import ObjectStoragePath
 
@@ -229,7 +229,7 @@ class ValidatedIds:
         self.name = name
         self.progress = progress
         self.normalizer = IdNormalizer(name)
-        self._blocks: Iterator[bytes] | None = None
+        self._blocks: Generator[bytes, None, None] | None = None
 
     def __call__(self, unchanged: bool = False) -> Iterator[bytes]:
         """Start a read; with ``unchanged``, one that stops with :class:`BodyLengthChanged` at

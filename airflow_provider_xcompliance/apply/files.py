@@ -42,6 +42,7 @@ from airflow_provider_xcompliance.apply.rules import (
 from airflow_provider_xcompliance.exceptions import ApplyConfigError
 from airflow_provider_xcompliance.object_storage import LOCAL_PROTOCOLS, Location, atomic_writer, to_path
 from airflow_provider_xcompliance.reports import ApplyReport
+from airflow_provider_xcompliance.utils.logs import Log
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def apply_to_files(
     run_id: str | None = None,
     max_delete_fraction: float | None = None,
     dry_run: bool = False,
-    log: logging.Logger = log,
+    log: Log = log,
 ) -> ApplyReport:
     """Delete and scrub the flagged records of the JSON Lines or Parquet objects under ``data_path``.
 
@@ -179,7 +180,7 @@ def _read_results(
     results_path: Location,
     rules: ChangeRules,
     partition_of: Callable[[datetime], str] | None,
-    log: logging.Logger,
+    log: Log,
 ) -> Flagged:
     """All flagged IDs, read before any object is: a broken results line fails here. With a
     template, also the partitions they fall in (None when a record's date is unknown)."""
@@ -212,7 +213,7 @@ def _read_results(
 
 
 def _objects(
-    data: ObjectStoragePath, format: str, partitions: set[str] | None, log: logging.Logger
+    data: ObjectStoragePath, format: str, partitions: set[str] | None, log: Log
 ) -> list[ObjectStoragePath]:
     """The objects to read: ``data`` itself, or the data files under it (or under the flagged
     partitions only), hidden names skipped, in a stable order."""
@@ -261,7 +262,7 @@ def _rewrite(
     audit_dir: ObjectStoragePath | None,
     job_id: str | None,
     run_id: str | None,
-    log: logging.Logger,
+    log: Log,
 ) -> None:
     """Rewrite each changed object atomically. The audit is written after the rewrites, and
     also after a failed one, for the objects already rewritten: their records are gone, and a

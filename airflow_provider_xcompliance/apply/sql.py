@@ -30,6 +30,7 @@ from airflow_provider_xcompliance.apply.rules import (
 from airflow_provider_xcompliance.exceptions import ApplyConfigError, ApplyFailed, XComplianceError
 from airflow_provider_xcompliance.object_storage import Location
 from airflow_provider_xcompliance.reports import ApplyReport
+from airflow_provider_xcompliance.utils.logs import Log
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?")
 RESULTS_TABLE = "xc_results"  # TEMP tables: private to the connection, dropped before commit
@@ -159,7 +160,7 @@ class SqlApplier:
         max_delete_fraction: float | None = None,
         dry_run: bool = False,
         batch_size: int = 10_000,
-        log: logging.Logger | None = None,
+        log: Log | None = None,
     ) -> None:
         if target.audit_table and audit is None:
             raise ApplyConfigError("an audit_table needs an AuditIdentity")
@@ -177,7 +178,7 @@ class SqlApplier:
         self.max_delete_fraction = max_delete_fraction
         self.dry_run = dry_run
         self.batch_size = batch_size
-        self.log = log or logging.getLogger(__name__)
+        self.log: Log = log or logging.getLogger(__name__)
         self.driver = type(conn).__module__.split(".")[0]  # sqlite3, psycopg, psycopg2, ...
         self.postgres = self.driver in ("psycopg", "psycopg2")
         self._touched_tables: list[str] = []

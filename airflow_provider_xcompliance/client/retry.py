@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from airflow_provider_xcompliance.client.jobs import (
     CREATED,
@@ -18,6 +17,7 @@ from airflow_provider_xcompliance.exceptions import (
     XComplianceStorageUnavailable,
     XComplianceTransportError,
 )
+from airflow_provider_xcompliance.utils.logs import Log
 
 TRANSIENT_ERRORS = (
     XComplianceServerError,
@@ -79,7 +79,7 @@ class RetryBudget:
         self.failures = 0
 
     def next_wait(
-        self, error: Exception, log: Any, what: str | None = None, give_up: Exception | None = None
+        self, error: Exception, log: Log, what: str | None = None, give_up: Exception | None = None
     ) -> float:
         """Seconds to wait after ``error`` (logged, after ``what`` failed), or raise ``give_up``
         (else ``error``) when the budget is spent. Every retry loop goes through it: the API

@@ -14,7 +14,6 @@ rather than starting again. Each transfer has one :class:`~.RetryBudget`.
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -39,6 +38,7 @@ from airflow_provider_xcompliance.exceptions import (
     XComplianceStorageUnavailable,
     XComplianceTransportError,
 )
+from airflow_provider_xcompliance.utils.logs import Log
 from airflow_provider_xcompliance.utils.prefetch import read_ahead
 
 if TYPE_CHECKING:
@@ -62,9 +62,7 @@ class SignedUrlClient:
     :param log: where retries are reported.
     """
 
-    def __init__(
-        self, session: requests.Session, *, timeout: float, policy: RetryPolicy, log: logging.Logger
-    ) -> None:
+    def __init__(self, session: requests.Session, *, timeout: float, policy: RetryPolicy, log: Log) -> None:
         self.session = session
         self.timeout = timeout
         self.policy = policy

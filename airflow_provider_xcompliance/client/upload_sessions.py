@@ -17,7 +17,6 @@ import base64
 import hashlib
 import hmac
 import json
-import logging
 from functools import cached_property
 from typing import Protocol
 
@@ -25,6 +24,7 @@ from airflow.sdk import ObjectStoragePath
 from cryptography.fernet import Fernet, InvalidToken
 
 from airflow_provider_xcompliance.client.masking import mask_url
+from airflow_provider_xcompliance.utils.logs import Log
 
 VARIABLE_PREFIX = "x_compliance_resume_secret_"
 
@@ -57,7 +57,7 @@ class VariableSessionKeeper:
     the upload.
     """
 
-    def __init__(self, job_id: str, bearer_token: str, source: str, log: logging.Logger) -> None:
+    def __init__(self, job_id: str, bearer_token: str, source: str, log: Log) -> None:
         self.variable = f"{VARIABLE_PREFIX}{job_id}"
         self.source = source
         self.log = log

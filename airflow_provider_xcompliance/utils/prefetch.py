@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 
-def read_ahead(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+def read_ahead(items: Iterator[T], depth: int = 2) -> Generator[T, None, None]:
     """Produce ``items`` in a background thread, up to ``depth`` ahead of the consumer, so that
     reading, validating or decompressing the next block overlaps with sending or writing this
     one (socket I/O, file writes and inflating release the GIL). An error of the producer is raised

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 import time
+
+from airflow_provider_xcompliance.utils.logs import Log
 
 MIB = 1024 * 1024
 
@@ -11,7 +12,7 @@ MIB = 1024 * 1024
 class Progress:
     """Logs at most every ``every`` seconds, and once at the end."""
 
-    def __init__(self, log: logging.Logger, action: str, unit: str, every: float = 10.0) -> None:
+    def __init__(self, log: Log, action: str, unit: str, every: float = 10.0) -> None:
         self.log = log
         self.action = action
         self.unit = unit
