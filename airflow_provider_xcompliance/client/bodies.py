@@ -177,7 +177,7 @@ def decoded_blocks(response: requests.Response, what: str) -> Iterator[bytes]:
                     break
         if inflater is not None and received and not inflater.eof:
             raise XComplianceTransportError(f"{what}: the compressed results ended early")
-    except isal_zlib.error as exc:
+    except isal_zlib.error as exc:  # type: ignore[misc]  # isal's stubs declare it an instance, not a class
         raise XComplianceTransportError(f"{what}: the compressed results are damaged ({exc})") from None
     except (requests.RequestException, Urllib3Error, OSError) as exc:
         raise XComplianceTransportError(f"{what}: the connection broke off ({type(exc).__name__})") from None

@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 from xml.etree import ElementTree
 
 from airflow_provider_xcompliance.client.jobs import (
@@ -99,10 +99,13 @@ def parse_rate_limit(headers: Mapping[str, str]) -> RateLimit:
         except ValueError:
             return None
 
-    try:
-        reset_at = datetime.fromtimestamp(number("x-rate-limit-reset"), tz=UTC)
-    except (TypeError, ValueError, OverflowError, OSError):  # absent or absurd
-        reset_at = None
+    reset = number("x-rate-limit-reset")
+    reset_at = None  # absent
+    if reset is not None:
+        try:
+            reset_at = datetime.fromtimestamp(reset, tz=UTC)
+        except (ValueError, OverflowError, OSError):  # absurd
+            pass
     return RateLimit(
         limit=number("x-rate-limit-limit"), remaining=number("x-rate-limit-remaining"), reset_at=reset_at
     )
@@ -127,7 +130,7 @@ def read_api_answer(status: int, headers: Mapping[str, str], body: bytes) -> dic
     detail = str(problem.get("detail") or "")
     if document is None and body and not detail:
         detail = body[:200].decode("utf-8", "replace").strip()
-    kwargs = dict(
+    kwargs = _Problem(
         status=status,
         title=title,
         detail=detail,
@@ -136,16 +139,26 @@ def read_api_answer(status: int, headers: Mapping[str, str], body: bytes) -> dic
         if isinstance(problem.get("errors"), list)
         else None,
     )
-    if status == 429 and str(kwargs["type"]).endswith("/usage-capped"):
+    if status == 429 and kwargs["type"].endswith("/usage-capped"):
         raise XComplianceUsageCapped(**kwargs)
     if status == 429:
         raise XComplianceRateLimited(**kwargs, reset_at=parse_rate_limit(headers).reset_at)
     if status >= 500 or 200 <= status < 300:  # a 2xx without JSON is a broken answer: retry it
         raise XComplianceServerError(**kwargs)
     error_class = _STATUS_ERRORS.get(status, XComplianceAPIError)
-    if str(kwargs["type"]).endswith("/conflict"):
+    if kwargs["type"].endswith("/conflict"):
         error_class = XComplianceConflict
     raise error_class(**kwargs)
+
+
+class _Problem(TypedDict):
+    """The arguments of an :class:`XComplianceAPIError` that a problem document gives."""
+
+    status: int
+    title: str
+    detail: str
+    type: str
+    errors: list[dict[str, Any]] | None
 
 
 def _error_from_partial(status: int, errors: list[dict[str, Any]]) -> XComplianceAPIError:

@@ -108,11 +108,11 @@ class SignedUrlClient:
         session_url, offset = None, 0
         if keeper is not None and keeper.session_url:
             session_url, held = self._resume(keeper.session_url, what, budget)
-            if session_url and held is None:  # an earlier try completed it; its answer was lost
-                self.log.info("The upload session of an earlier try is already complete")
-                keeper.forget()
-                return sum(len(block) for block in blocks)
             if session_url:
+                if held is None:  # an earlier try completed it; its answer was lost
+                    self.log.info("The upload session of an earlier try is already complete")
+                    keeper.forget()
+                    return sum(len(block) for block in blocks)
                 self.log.info("Resuming the upload session of an earlier try at byte %d", held)
                 blocks, offset = skipped_bytes(blocks, held, what), held
             else:
