@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Generator, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from airflow.sdk import ObjectStoragePath
 
@@ -38,6 +39,9 @@ from airflow_provider_xcompliance.object_storage import (
 )
 from airflow_provider_xcompliance.utils.prefetch import read_ahead
 from airflow_provider_xcompliance.utils.progress import Progress
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeIs
 
 BOM = b"\xef\xbb\xbf"
 MAX_ID = 9223372036854775807  # the largest signed 64-bit integer
@@ -205,7 +209,7 @@ IdSource = Location | Iterable[int | str]
 HEAD_SIZE = 64 * 1024  # what is read of an ID file to tell whether it may already be canonical
 
 
-def is_id_file(source: IdSource) -> bool:
+def is_id_file(source: IdSource) -> TypeIs[Location]:
     """Whether ``source`` names an ID file (a path or a URL) rather than holding IDs in memory."""
     return isinstance(source, (str, os.PathLike, ObjectStoragePath))
 
