@@ -6,7 +6,7 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from operator import attrgetter
-from typing import Any, Literal
+from typing import IO, Any, Literal, TypedDict
 
 import msgspec
 from airflow.sdk import ObjectStoragePath
@@ -20,8 +20,8 @@ from airflow_provider_xcompliance.utils.prefetch import read_ahead
 from airflow_provider_xcompliance.utils.progress import Progress
 
 # The values X documents (reference: "reason values seen"); others are counted too, more slowly.
-_KNOWN_ACTIONS = ("delete", "scrub_geo")
-_KNOWN_REASONS = ("deleted", "bounced", "protected", "suspended", "scrub_geo", "deactivated")
+_KnownAction = Literal["delete", "scrub_geo"]
+_KnownReason = Literal["deleted", "bounced", "protected", "suspended", "scrub_geo", "deactivated"]
 
 
 class _Result(msgspec.Struct, gc=False):
@@ -40,8 +40,10 @@ class _KnownResult(msgspec.Struct, gc=False):
     (375 against 287 MB/s here). A run with any other value is decoded again as ``_Result``."""
 
     id: msgspec.Raw
-    action: Literal[_KNOWN_ACTIONS] = "unknown"
-    reason: Literal[_KNOWN_REASONS] = "unknown"
+    # An absent field is "unknown", outside the Literal: msgspec does not check defaults against
+    # the type, while a line that says "unknown" itself must go to _Result (mypy cannot say both).
+    action: _KnownAction = "unknown"  # type: ignore[assignment]
+    reason: _KnownReason = "unknown"  # type: ignore[assignment]
 
 
 # Lines decoded per call: a decode holds the GIL, and the threads that inflate and write the
@@ -52,6 +54,15 @@ _KNOWN_DECODER = msgspec.json.Decoder(_KnownResult)
 _DECODER = msgspec.json.Decoder(_Result)
 _reasons = attrgetter("reason")
 _actions = attrgetter("action")
+
+
+class ResultCounts(TypedDict):
+    """What :meth:`ResultsSummary.as_dict` counts: these keys of a ``DownloadSummary``."""
+
+    lines: int
+    bytes: int
+    by_action: dict[str, int]
+    by_reason: dict[str, int]
 
 
 class ResultsSummary:
@@ -100,6 +111,7 @@ class ResultsSummary:
             start = end
 
     def _count(self, run: memoryview) -> None:
+        records: list[_KnownResult] | list[_Result]
         try:
             records = _KNOWN_DECODER.decode_lines(run)
         except (msgspec.DecodeError, msgspec.ValidationError):
@@ -125,13 +137,13 @@ class ResultsSummary:
                 ) from None
         return records
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "lines": self.lines,
-            "bytes": self.bytes,
-            "by_action": _as_strings(self.by_action),
-            "by_reason": _as_strings(self.by_reason),
-        }
+    def as_dict(self) -> ResultCounts:
+        return ResultCounts(
+            lines=self.lines,
+            bytes=self.bytes,
+            by_action=_as_strings(self.by_action),
+            by_reason=_as_strings(self.by_reason),
+        )
 
 
 def _as_strings(counts: Counter[Any]) -> dict[str, int]:
@@ -166,7 +178,7 @@ def land_results(
     return summary
 
 
-def _written_through(blocks: Iterable[bytes], output: Any) -> Iterator[bytes]:
+def _written_through(blocks: Iterable[bytes], output: IO[bytes]) -> Iterator[bytes]:
     for block in blocks:
         output.write(block)
         yield block
