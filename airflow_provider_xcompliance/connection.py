@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 if TYPE_CHECKING:
     from airflow_provider_xcompliance.client.retry import RetryPolicy
@@ -102,7 +102,22 @@ CONNECTION_UI_BEHAVIOUR = {
 }
 
 
-CONNECTION_FIELDS = {
+class FieldSchema(TypedDict):
+    """The JSON schema of one extra field: its types and default."""
+
+    type: list[str]
+    default: float | int
+
+
+class ConnectionField(TypedDict):
+    """One extra field of the connection form, as the provider info's ``conn-fields`` hold it."""
+
+    label: str
+    description: str
+    schema: FieldSchema
+
+
+CONNECTION_FIELDS: dict[str, ConnectionField] = {
     "timeout": {
         "label": "Request timeout (seconds)",
         "description": "How long one HTTP request may take before it is retried.",

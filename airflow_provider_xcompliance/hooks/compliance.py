@@ -304,7 +304,7 @@ class XComplianceHook(BaseHook):
             if job.resumable:
                 self.transfers.upload_resumable(job.upload_url, ids(), what, chunk_size, keeper)
             else:
-                self._put_ids(job, ids, what)
+                self._put_ids(job.upload_url, ids, what)
         except XComplianceStorageError as error:
             if error.code == "ExpiredToken":
                 raise UploadWindowExpired(
@@ -327,7 +327,7 @@ class XComplianceHook(BaseHook):
             seconds=round(seconds, 3),
         )
 
-    def _put_ids(self, job: ComplianceJob, ids: ValidatedIds, what: str) -> None:
+    def _put_ids(self, upload_url: str, ids: ValidatedIds, what: str) -> None:
         """The simple upload: one ``PUT`` with a ``Content-Length``, which must be known before
         the first byte. An ID file that looks canonical (the usual case, and the only one whose
         length is known up front) is streamed as it is validated; any other source, or a file
@@ -337,7 +337,7 @@ class XComplianceHook(BaseHook):
         if length is not None:
             try:
                 body = StreamedBody(lambda: ids(unchanged=True), length)
-                self.transfers.put_object(job.upload_url, body, what)
+                self.transfers.put_object(upload_url, body, what)
                 return
             except BodyLengthChanged as exc:  # normalised on the way (CRLF, blanks), or it changed
                 self.log.info(
@@ -349,7 +349,7 @@ class XComplianceHook(BaseHook):
         with tempfile.TemporaryFile(prefix="x-compliance-ids-") as spool:
             for block in ids():
                 spool.write(block)
-            self.transfers.put_object(job.upload_url, SizedBody(spool, ids.normalizer.bytes_out), what)
+            self.transfers.put_object(upload_url, SizedBody(spool, ids.normalizer.bytes_out), what)
 
     def _session_keeper(self, job: ComplianceJob, source: IdSource) -> VariableSessionKeeper | None:
         if not is_id_file(source):
@@ -361,10 +361,11 @@ class XComplianceHook(BaseHook):
         return VariableSessionKeeper(job.id, self.settings.token, version, self.log)
 
     def _check_upload_window(self, job: ComplianceJob) -> None:
-        left = upload_window_left(job)
-        if left is not None and left.total_seconds() <= 0:
+        expires_at = job.upload_expires_at
+        left = upload_window_left(job)  # None exactly when expires_at is
+        if expires_at is not None and left is not None and left.total_seconds() <= 0:
             raise UploadWindowExpired(
-                f"The upload URL of compliance job {job.id} expired at {job.upload_expires_at.isoformat()} "
+                f"The upload URL of compliance job {job.id} expired at {expires_at.isoformat()} "
                 "(15 minutes after the job was created): create a new job and upload right away"
             )
 
@@ -379,7 +380,7 @@ class XComplianceHook(BaseHook):
         asked for gzip-compressed and decompressed as they stream. The object appears at
         ``destination`` complete or not at all; a retried download writes it again whole.
         """
-        job = self._complete_job(job.id if isinstance(job, ComplianceJob) else str(job))
+        job, url = self._complete_job(job.id if isinstance(job, ComplianceJob) else str(job))
         target = results_target(destination, job)
         what = f"The download of compliance job {job.id}'s results"
         progress = Progress(self.log, f"Download of job {job.id}", "lines")
@@ -388,9 +389,7 @@ class XComplianceHook(BaseHook):
             self.log.info("Downloading the results of compliance job %s to %s", job.id, target)
             return land_results(blocks, target, f"results of job {job.id}", progress)
 
-        summary = self.transfers.download(
-            job.download_url, lambda: self._complete_job(job.id).download_url, land, what
-        )
+        summary = self.transfers.download(url, lambda: self._complete_job(job.id)[1], land, what)
         seconds = progress.done(summary.bytes, summary.lines)
         return DownloadSummary(
             job_id=job.id,
@@ -400,14 +399,15 @@ class XComplianceHook(BaseHook):
             seconds=round(seconds, 3),
         )
 
-    def _complete_job(self, job_id: str) -> ComplianceJob:
+    def _complete_job(self, job_id: str) -> tuple[ComplianceJob, str]:
+        """The job, fetched fresh, if it is complete; with its signed download URL."""
         job = self.get_job(job_id)
         if job.status != COMPLETE:
             error_class = JobEndedError if job.has_ended_badly else JobNotComplete
             raise error_class(job.id, job.status, job.error)
         if not job.download_url:
             raise XComplianceError(f"The API gave complete compliance job {job.id} no download URL")
-        return job
+        return job, job.download_url
 
 
 class XComplianceOldTypeHook(XComplianceHook):
@@ -418,8 +418,13 @@ class XComplianceOldTypeHook(XComplianceHook):
     hook_name = "X Compliance (old type name x_compliance)"
 
     # Airflow 3.0/3.1 read the form only from a class that defines these itself, not a parent.
-    get_ui_field_behaviour = classmethod(XComplianceHook.get_ui_field_behaviour.__func__)
-    get_connection_form_widgets = classmethod(XComplianceHook.get_connection_form_widgets.__func__)
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        return super().get_ui_field_behaviour()
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        return super().get_connection_form_widgets()
 
 
 @functools.cache
