@@ -161,12 +161,14 @@ def _plan(
     if format == "parquet":
         pyarrow_modules()  # a missing extra fails before the results are read
     by_author = rules.job_type == "users"
-    if by_author and not author_id_field:
-        raise ApplyConfigError(
-            "A users job deletes every tweet of a flagged user: author_id_field must name the "
-            "field that holds a tweet's author ID"
-        )
-    match_field = author_id_field if by_author else id_field
+    match_field = id_field
+    if by_author:
+        if not author_id_field:
+            raise ApplyConfigError(
+                "A users job deletes every tweet of a flagged user: author_id_field must name the "
+                "field that holds a tweet's author ID"
+            )
+        match_field = author_id_field
     geo = () if by_author else tuple(geo_fields)
     names = [match_field, *geo] + ([id_field] if by_author else [])
     if not all(isinstance(name, str) and name for name in names) or len(set(names)) != len(names):

@@ -48,6 +48,7 @@ def parse_created_at(text: str | None) -> datetime | None:
     (20 times faster than pendulum, which ``parse_timestamp`` uses for any other form)."""
     if not text:
         return None
+    created: datetime | None
     try:
         created = datetime.fromisoformat(text)
     except ValueError:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from airflow_provider_xcompliance.apply.rules import DELETE, ChangeRules
 from airflow_provider_xcompliance.reports import ApplyReport, TargetCounts
@@ -40,7 +40,7 @@ def add_counts(report: ApplyReport, target: str, change: str, by_reason: Mapping
     if not total:
         return
     counts = report["targets"].setdefault(target, TargetCounts(deleted=0, updated=0))
-    kind = "deleted" if change == DELETE else "updated"
+    kind: Literal["deleted", "updated"] = "deleted" if change == DELETE else "updated"
     counts[kind] += total
     merged = Counter(report[kind]) + Counter(by_reason)
     report[kind] = dict(sorted(merged.items()))

@@ -14,7 +14,7 @@ them. Results are read as a stream; duplicated IDs and IDs absent from the data 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal
+from typing import Final, Literal
 
 from airflow_provider_xcompliance.client.jobs import JOB_TYPES
 from airflow_provider_xcompliance.exceptions import (
@@ -22,9 +22,9 @@ from airflow_provider_xcompliance.exceptions import (
     ApplyRefused,
 )
 
-DELETE = "delete"
-SCRUB_GEO = "scrub_geo"
-KEEP = "keep"
+DELETE: Final = "delete"
+SCRUB_GEO: Final = "scrub_geo"
+KEEP: Final = "keep"
 CHANGES = (DELETE, SCRUB_GEO, KEEP)
 Change = Literal["delete", "scrub_geo", "keep"]
 

@@ -306,7 +306,7 @@ class SqlApplier:
                 raise stream.error from None
             raise
 
-    def _plan(self, cur: Any, report: ApplyReport) -> list[SqlChange]:
+    def _plan(self, cur: Any, report: ApplyReport) -> list[tuple[SqlChange, str]]:
         """Count what each change will touch, by reason; refuse before any change if a table
         would lose more than ``max_delete_fraction`` of its rows, or if geo data is to be
         removed from a table whose geo columns were not named."""
