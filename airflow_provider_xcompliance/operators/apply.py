@@ -8,7 +8,7 @@ extra of an Asset event.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow.sdk import Asset, BaseHook, BaseOperator, Variable
 
@@ -17,11 +17,21 @@ from airflow_provider_xcompliance.apply.rules import ChangeRules
 from airflow_provider_xcompliance.exceptions import ApplyConfigError
 from airflow_provider_xcompliance.reports import ApplyReport
 
+if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
+    from airflow.sdk import Context
+    from pydantic import JsonValue
+
+    from airflow_provider_xcompliance.apply.sql import SqlTarget
+
 
 class _ApplyOperator(BaseOperator):
     """What both apply operators share: the rules, the audit identity, the report's Asset."""
 
     ui_color = "#e8fde9"
+    # The templated parameter (True/False, or the text a template renders to) hides
+    # BaseOperator.dry_run(), a render-only method that Airflow 3 itself never calls.
+    dry_run: bool | str  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -78,7 +88,7 @@ class _ApplyOperator(BaseOperator):
                 )
         return AuditIdentity(self.audit_ids, key)
 
-    def _publish(self, context: Any, report: ApplyReport) -> ApplyReport:
+    def _publish(self, context: Context, report: ApplyReport) -> ApplyReport:
         self.log.info(
             "%s %s: deleted %s, geo removed %s, kept %s (%s result lines, %.1f s)",
             "Dry run over" if report["dry_run"] else "Applied to",
@@ -90,7 +100,8 @@ class _ApplyOperator(BaseOperator):
             report["seconds"],
         )
         if self.asset is not None:
-            context["outlet_events"][self.asset].extra = dict(report)
+            # A report holds JSON values only, which mypy cannot read from its TypedDict.
+            context["outlet_events"][self.asset].extra = cast("dict[str, JsonValue]", dict(report))
         return report
 
 
@@ -152,7 +163,7 @@ class XComplianceApplyToSqlOperator(_ApplyOperator):
         self.audit_table = audit_table
         self.batch_size = batch_size
 
-    def _target(self) -> Any:
+    def _target(self) -> SqlTarget:
         from airflow_provider_xcompliance.apply.sql import SqlTarget
 
         return SqlTarget(
@@ -165,7 +176,7 @@ class XComplianceApplyToSqlOperator(_ApplyOperator):
             audit_table=self.audit_table,
         )
 
-    def execute(self, context: Any) -> ApplyReport:
+    def execute(self, context: Context) -> ApplyReport:
         from airflow_provider_xcompliance.apply.sql import SqlApplier
 
         target = self._target()
@@ -194,7 +205,7 @@ class XComplianceApplyToSqlOperator(_ApplyOperator):
             conn.close()
         return self._publish(context, report)
 
-    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
         """Input: the results file. Outputs: the tables the job type changes (``table``, and
         ``users_table`` for users jobs) and ``audit_table``, named from the connection by its
         hook's OpenLineage helpers; none for a dry run, which changes nothing."""
@@ -254,7 +265,7 @@ class XComplianceApplyToFilesOperator(_ApplyOperator):
         self.partition_template = partition_template
         self.audit_path = audit_path
 
-    def execute(self, context: Any) -> ApplyReport:
+    def execute(self, context: Context) -> ApplyReport:
         from airflow_provider_xcompliance.apply.files import apply_to_files
 
         report = apply_to_files(
@@ -276,7 +287,7 @@ class XComplianceApplyToFilesOperator(_ApplyOperator):
         )
         return self._publish(context, report)
 
-    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
         """Input: the results file. Outputs: the data set (``data_path``, a folder or one object)
         and the ``audit_path`` folder; none for a dry run, which writes nothing."""
         from airflow_provider_xcompliance.utils.openlineage import operator_lineage, to_dataset

@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow.providers.common.compat.sdk import conf
 from airflow.sdk import Asset, BaseOperator
@@ -22,6 +22,12 @@ from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
 from airflow_provider_xcompliance.reports import DownloadSummary, UploadReport
 from airflow_provider_xcompliance.triggers.compliance import XComplianceJobTrigger
 
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.openlineage.facet import Dataset
+    from airflow.providers.openlineage.extractors import OperatorLineage
+    from airflow.sdk import Context
+    from pydantic import JsonValue
+
 
 def results_asset(job_type: str | None = None) -> Asset:
     """The Asset a download task updates by default: one per job type."""
@@ -30,7 +36,7 @@ def results_asset(job_type: str | None = None) -> Asset:
     return Asset(name=f"x_compliance_{job_type}_results", uri=f"x-compliance://{job_type}/results")
 
 
-def default_job_name(context: Any) -> str:
+def default_job_name(context: Context) -> str:
     """A job name that is the same for every try of one task in one DAG run, and only for it
     (the DAG and task ids, then a digest of DAG, run, task and map index), at most 64 characters."""
     ti = context["ti"]
@@ -66,7 +72,7 @@ class _XComplianceOperator(BaseOperator):
     def hook(self) -> XComplianceHook:
         return XComplianceHook(x_conn_id=self.x_conn_id)
 
-    def _job_datasets(self, job_type: str | None) -> list[Any]:
+    def _job_datasets(self, job_type: str | None) -> list[Dataset]:
         """The X side of a transfer as OpenLineage sees it: the ``job_type`` jobs at this
         connection's API (none when the type or the connection is unknown)."""
         from airflow_provider_xcompliance.utils.openlineage import job_dataset
@@ -92,10 +98,10 @@ class _JobCreating(_XComplianceOperator):
         self.job_name = job_name
         self.resumable = resumable
 
-    def _job_name(self, context: Any) -> str:
+    def _job_name(self, context: Context) -> str:
         return self.job_name or default_job_name(context)
 
-    def _existing_job(self, context: Any) -> ComplianceJob | None:
+    def _existing_job(self, context: Context) -> ComplianceJob | None:
         """This run's job from an earlier try (or from before a Clear), if it can still serve.
 
         The default name is unique to the DAG, run, task and map index, so any job of that name
@@ -112,13 +118,13 @@ class _JobCreating(_XComplianceOperator):
         self.log.info("Found job %s (%s) from an earlier try; using it", job.id, job.status)
         return self.hook.get_job(job.id)  # fetched on its own: its signed URLs masked
 
-    def _create(self, context: Any) -> ComplianceJob:
+    def _create(self, context: Context) -> ComplianceJob:
         name = self._job_name(context)
         job = self.hook.create_job(self.job_type, name=name, resumable=self.resumable)
         self.log.info("Created %s compliance job %s named %r", job.type, job.id, name)
         return job
 
-    def _publish(self, context: Any, job: ComplianceJob) -> None:
+    def _publish(self, context: Context, job: ComplianceJob) -> None:
         context["ti"].xcom_push(key="job", value=job.metadata())
 
 
@@ -138,12 +144,12 @@ class XComplianceCreateJobOperator(_JobCreating):
 
     template_fields: Sequence[str] = ("job_type", "job_name")
 
-    def execute(self, context: Any) -> str:
+    def execute(self, context: Context) -> str:
         job = self._existing_job(context) or self._create(context)
         self._publish(context, job)
         return job.id
 
-    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
         """No data set: creating a job reads and writes no data."""
         from airflow_provider_xcompliance.utils.openlineage import operator_lineage
 
@@ -167,7 +173,7 @@ class XComplianceUploadIdsOperator(_XComplianceOperator):
         self.ids_path = ids_path
         self.job_type: str | None = None  # learnt in execute, for the lineage
 
-    def execute(self, context: Any) -> UploadReport:
+    def execute(self, context: Context) -> UploadReport:
         job = self.hook.get_job(self.job_id)
         self.job_type = job.type
         if job.has_ended_badly:
@@ -177,7 +183,7 @@ class XComplianceUploadIdsOperator(_XComplianceOperator):
             return _already_uploaded(job, self.ids_path)
         return self.hook.upload_ids(job, self.ids_path, keep_session=True)
 
-    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
         """Input: the ID file. Output: the jobs of its type at X (``x-compliance://<API host>``,
         ``jobs/<job type>``)."""
         from airflow_provider_xcompliance.utils.openlineage import operator_lineage, to_dataset
@@ -220,7 +226,7 @@ class XComplianceSubmitJobOperator(_JobCreating):
         self.wait_timeout = wait_timeout
         self.deferrable = deferrable
 
-    def execute(self, context: Any) -> str:
+    def execute(self, context: Context) -> str:
         self.hook.check_id_source(self.ids_path)  # a wrong path must not leave a job behind
         job = self._existing_job(context)
         while job is None:
@@ -240,14 +246,14 @@ class XComplianceSubmitJobOperator(_JobCreating):
         context["ti"].xcom_push(key="upload", value=report)
         return job.id
 
-    def execute_complete(self, context: Any, event: dict[str, Any]) -> str:
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
         """The blocking job has ended (or the wait broke): try to create ours again."""
         if event.get("status") == "error":
             raise XComplianceError(event.get("message") or "Waiting for the active compliance job failed")
         self.log.info("%s; creating our job now", event.get("message"))
         return self.execute(context)
 
-    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
         """Input: the ID file. Output: the jobs of its type at X (``x-compliance://<API host>``,
         ``jobs/<job type>``)."""
         from airflow_provider_xcompliance.utils.openlineage import operator_lineage, to_dataset
@@ -318,7 +324,7 @@ class XComplianceDownloadResultsOperator(_XComplianceOperator):
         self.job_type = job_type
         self.written_path: str | None = None  # the object execute wrote, for the lineage
 
-    def execute(self, context: Any) -> DownloadSummary:
+    def execute(self, context: Context) -> DownloadSummary:
         summary = self.hook.download_results(self.job_id, self.results_path)
         self.written_path = summary["path"]
         self.job_type = summary["job_type"] or self.job_type
@@ -329,10 +335,11 @@ class XComplianceDownloadResultsOperator(_XComplianceOperator):
             summary["lines"],
             summary["by_reason"],
         )
-        context["outlet_events"][self.asset].extra = dict(summary)
+        # A summary holds JSON values only, which mypy cannot read from its TypedDict.
+        context["outlet_events"][self.asset].extra = cast("dict[str, JsonValue]", dict(summary))
         return summary
 
-    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
         """Input: the jobs of its type at X. Output: the results object written (a
         ``results_path`` folder's ``<job type>-<job id>.jsonl``)."""
         from airflow_provider_xcompliance.utils.openlineage import operator_lineage, to_dataset

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowFailException, conf
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
@@ -15,7 +15,11 @@ from airflow_provider_xcompliance.client.retry import TRANSIENT_ERRORS
 from airflow_provider_xcompliance.connection import DEFAULT_CONN_ID
 from airflow_provider_xcompliance.exceptions import XComplianceError
 from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
+from airflow_provider_xcompliance.reports import JobMetadata
 from airflow_provider_xcompliance.triggers.compliance import XComplianceJobTrigger
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
 
 
 class XComplianceJobSensor(BaseSensorOperator):
@@ -53,7 +57,7 @@ class XComplianceJobSensor(BaseSensorOperator):
     def hook(self) -> XComplianceHook:
         return XComplianceHook(x_conn_id=self.x_conn_id)
 
-    def execute(self, context: Any) -> Any:
+    def execute(self, context: Context) -> JobMetadata:
         if not self.deferrable:
             return super().execute(context)
         job = self.hook.get_job(self.job_id)  # a job that is already done never defers
@@ -68,7 +72,7 @@ class XComplianceJobSensor(BaseSensorOperator):
             timeout=timedelta(seconds=self.timeout) if self.timeout is not None else None,
         )
 
-    def poke(self, context: Any) -> PokeReturnValue | bool:
+    def poke(self, context: Context) -> PokeReturnValue | bool:
         try:
             job = self.hook.get_job(self.job_id)
         except TRANSIENT_ERRORS as error:
@@ -79,12 +83,12 @@ class XComplianceJobSensor(BaseSensorOperator):
         self.log.info("Compliance job %s is %s", job.id, job.status)
         return False
 
-    def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> JobMetadata:
         if event.get("status") == "error":
             raise XComplianceError(event.get("message") or f"Waiting for compliance job {self.job_id} failed")
         return self._finish(event["job"])
 
-    def _finish(self, job: dict[str, Any]) -> dict[str, Any]:
+    def _finish(self, job: JobMetadata) -> JobMetadata:
         if job.get("status") != COMPLETE:
             message = f"Compliance job {job.get('id')} ended {job.get('status')}"
             if job.get("error"):
