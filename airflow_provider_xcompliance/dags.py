@@ -18,7 +18,7 @@ __all__ = ["compliance_dag", "compliance_task_group", "weekly_schedule"]
 try:
     from airflow.sdk import CronTriggerTimetable
 except ImportError:  # Airflow 3.1 keeps it in core only
-    from airflow.timetables.trigger import CronTriggerTimetable
+    from airflow.timetables.trigger import CronTriggerTimetable  # type: ignore[assignment]  # 3.1's core class, not the SDK's
 
 
 def weekly_schedule() -> CronTriggerTimetable:

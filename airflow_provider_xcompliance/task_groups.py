@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from airflow.sdk import Asset, BaseOperator, TaskGroup
 
@@ -83,9 +83,11 @@ def compliance_task_group(
             x_conn_id=x_conn_id,
             **defer,
         )
+        # submit's XCom, the job id at run time: cast to the str it resolves to, as Airflow's own
+        # providers pass an XComArg to a str parameter.
         wait = XComplianceJobSensor(
             task_id="wait",
-            job_id=submit.output,
+            job_id=cast(str, submit.output),
             poll_interval=poll_interval,
             timeout=wait_timeout.total_seconds(),
             mode="reschedule",  # used only when not deferrable: frees the worker between checks
@@ -94,7 +96,7 @@ def compliance_task_group(
         )
         download = XComplianceDownloadResultsOperator(
             task_id="download",
-            job_id=submit.output,
+            job_id=cast(str, submit.output),
             results_path=results_path,
             asset=asset or results_asset(static_type),
             x_conn_id=x_conn_id,
