@@ -10,10 +10,13 @@ imports nothing from Airflow and starts in milliseconds.
         ...  # point a client at emu.base_url with bearer token emu.token
 
 Modules: ``emulator`` (the class), ``config`` (its options, with their defaults and flags),
-``server`` (HTTP and routing), ``api`` (API endpoints), ``gcs`` (the signed-URL uploads and
-downloads of X's Google Cloud Storage), ``state`` (jobs, lifecycle, rate limits), ``signing``
-(signed URLs), ``rules`` (result computation), ``dataset`` (synthetic data), ``faults`` (fault
-injection), ``httpio`` (body framing), ``timefmt`` (timestamp forms).
+``server`` (HTTP and routing), ``api`` (API endpoints); the signed URLs of X's Google Cloud
+Storage: ``gcs_uploads`` (simple and resumable uploads), ``gcs_downloads`` (the results object),
+``gcs_errors`` (XML errors, the signed-URL check); ``state`` (jobs, their lifecycle and the
+processing of uploads), built on ``objects`` (object names, signed URLs, local files) and
+``sessions`` (resumable upload sessions), with ``jobs`` (the job records) and ``rate_limits``;
+``signing`` (URL signatures), ``rules`` (result computation), ``dataset`` (synthetic data),
+``faults`` (fault injection), ``httpio`` (body framing), ``timefmt`` (timestamp forms).
 Command line: ``python -m airflow_provider_xcompliance.emulator --help``.
 """
 

@@ -21,7 +21,7 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import TCPServer
 
-from . import api, gcs
+from . import api, gcs_downloads, gcs_errors, gcs_uploads
 from .faults import ENDPOINTS, Fault
 from .httpio import BodyError, BodyReader, ChunkedWriter, accepts_gzip
 from .state import API_ENDPOINTS, EmulatorState
@@ -57,11 +57,11 @@ def resolve(method: str, path: str, query: str):
     m = _STORAGE_PATH.fullmatch(path)
     if m:
         if m[1] == "delivery":
-            return "download", gcs.download
+            return "download", gcs_downloads.download
         if "upload_id" in urllib.parse.parse_qs(query, keep_blank_values=True):
-            return "upload_session", gcs.session_put
-        return "upload", gcs.upload
-    return "unknown", gcs.no_such_key
+            return "upload_session", gcs_uploads.session_put
+        return "upload", gcs_uploads.upload
+    return "unknown", gcs_errors.no_such_key
 
 
 def _is_api(endpoint: str) -> bool:
@@ -223,7 +223,7 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
                 body = ex.body = BodyReader(self.rfile, self.headers)
             except BodyError:
                 self.close_connection = True
-                (api.bad_framing if _is_api(endpoint) else gcs.bad_framing)(ex)
+                (api.bad_framing if _is_api(endpoint) else gcs_errors.bad_framing)(ex)
                 return
             fault = state.faults.front(endpoint) if endpoint in ENDPOINTS else None
             if fault is not None and self._apply_fault(ex, body, fault):
@@ -233,7 +233,7 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             if not ex.started:
                 ex.body = None
-                (api.bad_framing if _is_api(endpoint) else gcs.bad_framing)(ex)
+                (api.bad_framing if _is_api(endpoint) else gcs_errors.bad_framing)(ex)
         except (ConnectionError, TimeoutError):
             self.close_connection = True  # the client went away: nothing to answer
         except Exception:
@@ -245,7 +245,7 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
                     if _is_api(endpoint):
                         api.internal_error(ex)
                     else:
-                        gcs.internal_error(ex)
+                        gcs_errors.internal_error(ex)
                 except OSError:
                     pass
         finally:
@@ -276,7 +276,7 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
         if _is_api(ex.endpoint):
             api.fault_status(ex, ex.endpoint, fault.status, fault.reset_seconds)
         else:
-            gcs.fault_status(ex, fault.status)
+            gcs_errors.fault_status(ex, fault.status)
         return True
 
 

@@ -1,4 +1,4 @@
-"""The emulator's shared state: jobs and their lifecycle, upload sessions, rate limits.
+"""The emulator's shared state: jobs and their lifecycle, and the processing of their uploads.
 
 Everything here is guarded by one lock, because the HTTP server answers each connection on its
 own thread. Job status is never stored: it is computed from the clock whenever a job is shown
@@ -11,6 +11,10 @@ passed and the result file is written), so no timer threads are needed and a fas
 Results are stored like X's delivery objects: gzip-compressed (``Content-Encoding: gzip``
 metadata) unless ``gzip_results=False``; an empty result is an empty, uncompressed object.
 Times are real Unix seconds at full precision; only the answers round them to the second.
+
+``EmulatorState`` is built on ``objects`` (the names, signed URLs and files of a job's objects)
+and ``sessions`` (resumable upload sessions); its records are in ``jobs``, its rate limiter in
+``rate_limits``.
 """
 
 from __future__ import annotations
@@ -24,12 +28,15 @@ import threading
 import time
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from .config import ACTIVE_MODES, API_ENDPOINTS, UNKNOWN_JOB_STATUSES, Config
 from .faults import ALL_PROFILE_NO_SUCH_KEY, FaultInjector
+from .jobs import Job, StoredObject
+from .objects import JobObjects
+from .rate_limits import RateLimiter
 from .rules import TWEPOCH_MS, ProcessingCancelled, ProcessOutcome, ResultRules, process_file
+from .sessions import Session, UploadSessions
 from .signing import UrlSigner
 from .timefmt import iso_z
 
@@ -39,110 +46,10 @@ __all__ = [
     "API_ENDPOINTS",
     "UNKNOWN_JOB_STATUSES",
     "Config",
-    "Job",
-    "StoredObject",
-    "Session",
-    "RateLimiter",
     "EmulatorState",
 ]
 
 logger = logging.getLogger("airflow_provider_xcompliance.emulator")
-
-BUCKETS = {"tweets": "twttr-tweet-compliance", "users": "twttr-user-compliance"}
-MAX_SIGNED_EXPIRES = 604800  # GCS V4 signed URLs live at most 7 days
-RESUMABLE_START_HEADERS = {"content-length": "0", "content-type": "text/plain", "x-goog-resumable": "start"}
-SIMPLE_UPLOAD_HEADERS = {"content-type": "text/plain"}
-
-
-class Job:
-    """One compliance job (mutable; guarded by the state lock)."""
-
-    __slots__ = (
-        "id",
-        "type",
-        "name",
-        "resumable",
-        "created",
-        "upload_deadline",
-        "download_deadline",
-        "session_deadline",
-        "uploaded_at",
-        "processed",
-        "outcome",
-        "generation",
-        "cancel",
-        "stored",
-        "no_such_key_left",
-        "late_uploads",
-    )
-
-    def __init__(
-        self,
-        job_id: str,
-        job_type: str,
-        name: str | None,
-        resumable: bool,
-        created: float,
-        upload_deadline: float,
-        download_deadline: float,
-    ):
-        self.id = job_id
-        self.type = job_type
-        self.name = name
-        self.resumable = resumable
-        self.created = created
-        self.upload_deadline = upload_deadline
-        self.download_deadline = download_deadline
-        self.session_deadline: float | None = None  # latest expiry of a resumable session
-        self.uploaded_at: float | None = None  # when a complete upload was accepted
-        self.processed = False  # the result file (or the error) is ready
-        self.outcome: ProcessOutcome | None = None
-        self.generation = 0  # bumped by every accepted (or replacing) upload
-        self.cancel = threading.Event()  # set when a replacing upload abandons a processing
-        self.stored: StoredObject | None = None  # the results object, once complete
-        self.no_such_key_left = 0  # fault profile "all": NoSuchKey answers still to give
-        self.late_uploads = 0  # uploads accepted by storage after the job had taken one
-
-
-@dataclass(frozen=True)
-class StoredObject:
-    """The results object as storage holds it."""
-
-    path: Path  # the stored bytes (gzip when ``gzipped``)
-    size: int
-    md5: bytes
-    gzipped: bool
-
-
-class Session:
-    """One resumable upload session (its own lock serializes the chunks sent to it)."""
-
-    __slots__ = (
-        "id",
-        "job_id",
-        "path",
-        "created",
-        "expires",
-        "stored",
-        "total",
-        "complete",
-        "lock",
-        "partial_done",
-        "final_lost",
-    )
-
-    def __init__(self, session_id: str, job_id: str, path: Path, created: float, expires: float):
-        self.id = session_id
-        self.job_id = job_id
-        self.path = path
-        self.created = created
-        self.expires = expires
-        self.stored = 0  # bytes stored, always a prefix of the object
-        self.total: int | None = None  # object size, once the client has said
-        self.complete = False
-        self.lock = threading.Lock()
-        self.partial_done = False  # fault profile "all": the partial 308 was given
-        self.final_lost = False  # fault profile "all": the final answer was lost
 
 
 class _Either:
@@ -155,50 +62,7 @@ class _Either:
         return self._a.is_set() or self._b.is_set()
 
 
-class RateLimiter:
-    """Fixed-window request counters, one per endpoint, like X's 15-minute windows."""
-
-    def __init__(self, limits: Mapping[str, int], window: float):
-        self.limits = dict(limits)
-        self.window = window
-        self._windows: dict[str, list[float]] = {}  # endpoint -> [start, count]
-
-    def _current(self, endpoint: str, now: float) -> list[float]:
-        w = self._windows.get(endpoint)
-        if w is None or now >= w[0] + self.window:
-            w = self._windows[endpoint] = [now, 0]
-        return w
-
-    def _headers(self, limit: int, remaining: int, reset: float) -> dict[str, str]:
-        return {
-            "x-rate-limit-limit": str(limit),
-            "x-rate-limit-remaining": str(max(0, remaining)),
-            "x-rate-limit-reset": str(math.ceil(reset)),
-        }
-
-    def take(self, endpoint: str, now: float) -> tuple[bool, dict[str, str]]:
-        """Count one request; (allowed, rate-limit headers)."""
-        limit = self.limits[endpoint]
-        w = self._current(endpoint, now)
-        if w[1] >= limit:
-            return False, self._headers(limit, 0, w[0] + self.window)
-        w[1] += 1
-        return True, self._headers(limit, limit - int(w[1]), w[0] + self.window)
-
-    def peek(self, endpoint: str, now: float) -> dict[str, str]:
-        """The headers describing the current window, without counting a request."""
-        limit = self.limits[endpoint]
-        w = self._windows.get(endpoint)
-        if w is None or now >= w[0] + self.window:
-            return self._headers(limit, limit, now + self.window)
-        return self._headers(limit, limit - int(w[1]), w[0] + self.window)
-
-    def exhausted(self, endpoint: str, reset: float) -> dict[str, str]:
-        """The headers of an injected 429 (remaining 0, reset at ``reset``)."""
-        return self._headers(self.limits[endpoint], 0, reset)
-
-
-class EmulatorState:
+class EmulatorState(UploadSessions, JobObjects):
     """Jobs, sessions, counters, faults and the request log of one running emulator."""
 
     def __init__(self, config: Config, data_dir: Path, rules: Mapping[str, ResultRules]):
@@ -319,49 +183,7 @@ class EmulatorState:
         jobs.sort(key=lambda j: int(j.id), reverse=True)
         return jobs
 
-    # -- URLs and the job object ----------------------------------------------------------
-
-    def object_path(self, job: Job, kind: str) -> str:
-        return f"/{BUCKETS[job.type]}/{job.id}/{kind}/{self.app_id}_{job.id}"
-
-    @staticmethod
-    def signed_expires(created: float, window: float) -> int:
-        """``X-Goog-Expires`` for a window of ``window`` real seconds opening at ``created``
-        (the URL's ``X-Goog-Date`` is ``created`` truncated to the second): the window itself
-        when it is a whole number of seconds (900, 604800: the URL then lives exactly that
-        long from ``X-Goog-Date``, as at X), else -- fast clocks -- rounded up so the URL covers
-        the whole window; never above GCS's limit of 604800."""
-        if window >= 1 and window == int(window):
-            expires = int(window)
-        else:
-            expires = max(1, math.ceil(created - int(created) + window))
-        return min(expires, MAX_SIGNED_EXPIRES)
-
-    def signed_request(self, job: Job, kind: str) -> tuple[str, str, dict[str, str], str]:
-        """(method, path, signed headers without host, query string) of a job's signed URL."""
-        cfg = self.config
-        path = self.object_path(job, kind)
-        if kind == "submission":
-            method = "POST" if job.resumable else "PUT"
-            headers = RESUMABLE_START_HEADERS if job.resumable else SIMPLE_UPLOAD_HEADERS
-            window = cfg.real(cfg.upload_window_seconds)
-        else:
-            method, headers, window = "GET", {}, cfg.real(cfg.download_window_seconds)
-        date = int(job.created)
-        if self.signer is None:
-            raise RuntimeError("no signed URLs before the state is bound to its server")
-        query = self.signer.sign(method, path, date, self.signed_expires(job.created, window), headers)
-        return method, path, dict(headers), query
-
-    def _signed(self, job: Job, kind: str) -> str:
-        _, path, _, query = self.signed_request(job, kind)
-        return f"{self.base_url}{path}?{query}"
-
-    def upload_url(self, job: Job) -> str:
-        return self._signed(job, "submission")
-
-    def download_url(self, job: Job) -> str:
-        return self._signed(job, "delivery")
+    # -- the job object -------------------------------------------------------------------
 
     def view(self, job: Job, now: float) -> dict:
         """The job object exactly as the API shows it at ``now``."""
@@ -386,28 +208,6 @@ class EmulatorState:
                     eta = now + 1
                 data["estimated_completion"] = iso_z(math.ceil(eta))
             return data
-
-    # -- files ----------------------------------------------------------------------------
-
-    def job_dir(self, job_id: str) -> Path:
-        path = self.data_dir / job_id
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-
-    def submission_path(self, job_id: str) -> Path:
-        return self.data_dir / job_id / "submission.txt"
-
-    def results_path(self, job_id: str) -> Path:
-        """The results, decompressed (JSON Lines), for inspection."""
-        return self.data_dir / job_id / "results.jsonl"
-
-    def stored_results_path(self, job_id: str) -> Path:
-        """The results object as storage holds it (gzip unless empty or ``gzip_results``
-        is off; then the same bytes as ``results_path``)."""
-        return self.data_dir / job_id / "results.jsonl.gz"
-
-    def new_part_path(self, job_id: str, prefix: str) -> Path:
-        return self.job_dir(job_id) / f"{prefix}-{secrets.token_hex(8)}.part"
 
     # -- uploads --------------------------------------------------------------------------
 
@@ -500,28 +300,6 @@ class EmulatorState:
                 if not data:
                     break
         return StoredObject(packed, size, digest.digest(), True)
-
-    def start_session(self, job: Job, now: float) -> Session:
-        cfg = self.config
-        path = self.new_part_path(job.id, "session")
-        path.touch()
-        session = Session(
-            secrets.token_urlsafe(48), job.id, path, now, now + cfg.real(cfg.session_window_seconds)
-        )
-        with self.lock:
-            self.sessions[session.id] = session
-            job.session_deadline = max(job.session_deadline or 0.0, session.expires)
-        return session
-
-    def find_session(self, session_id: str, now: float) -> Session | None:
-        with self.lock:
-            session = self.sessions.get(session_id)
-        if session is None or now >= session.expires:
-            return None
-        return session
-
-    def session_url(self, job: Job, session: Session) -> str:
-        return f"{self.base_url}{self.object_path(job, 'submission')}?upload_id={session.id}"
 
     # -- shutdown -------------------------------------------------------------------------
 

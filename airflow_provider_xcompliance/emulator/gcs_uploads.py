@@ -1,4 +1,4 @@
-"""The storage side: signed upload and download URLs, like X's Google Cloud Storage buckets.
+"""The storage side's uploads, like X's Google Cloud Storage: simple PUTs and resumable sessions.
 
 * Simple upload: ``PUT <upload_url>`` with ``Content-Type: text/plain`` (signed) and a
   ``Content-Length``, streamed to a temporary file in 1 MiB blocks; only a complete body becomes
@@ -19,168 +19,27 @@
   <session>`` with an empty body and ``Content-Range: bytes */TOTAL`` (or ``*/*``) asks how
   much is stored. A chunk is appended whole or not at all (a broken connection truncates it
   away again), except under the ``partial_chunk`` fault, which keeps fewer whole 256 KiB units.
-* Download: ``GET <download_url>`` once the job is complete. The results object is stored
-  gzip-compressed with ``Content-Encoding: gzip`` metadata (an empty result is an empty,
-  uncompressed object), and served with GCS's decompressive transcoding: a request with
-  ``Accept-Encoding: gzip`` gets the stored gzip bytes (``Content-Encoding: gzip``,
-  ``Content-Length``, byte ranges of the compressed bytes honoured); any other request gets the
-  decompressed bytes, chunked, with no ``Content-Length`` and no ``Content-Encoding``, and a
-  ``Range`` header is ignored (200, whole object), as GCS does when it transcodes.
-  ``gzip_results=False`` stores the results uncompressed (identity, Content-Length, ranges).
 
-Errors are GCS XML documents ``<Error><Code>..</Code><Message>..</Message><Details>..</Details>
-</Error>`` whose ``Details`` say what exactly was wrong. Signed URLs need no Authorization.
+Errors are answered through ``gcs_errors``; the session records are the state's (``sessions``).
 """
 
 from __future__ import annotations
 
-import base64
 import re
 import urllib.parse
-from xml.sax.saxutils import escape
 
-from .httpio import BLOCK, accepts_gzip
-from .signing import SignatureExpired, SignatureMismatch, _normalize_header_value
-from .timefmt import gcs_expiry
+from .gcs_errors import _error, _expired, _invalid, _verified_job, no_such_key
+from .httpio import BLOCK
 
-__all__ = [
-    "upload",
-    "session_put",
-    "download",
-    "no_such_key",
-    "fault_status",
-    "bad_framing",
-    "xml_error",
-    "CHUNK_ALIGN",
-]
+__all__ = ["upload", "session_put", "CHUNK_ALIGN"]
 
 CHUNK_ALIGN = 256 * 1024
-XML_HEAD = "<?xml version='1.0' encoding='UTF-8'?>"
-SIGNATURE_MESSAGE = (
-    "The request signature we calculated does not match the signature you "
-    "provided. Check your Google secret key and signing method."
-)
 LENGTH_DETAILS = "You must provide the Content-Length HTTP header."
 _CONTENT_RANGE = re.compile(
     r"bytes (?:(?P<first>[0-9]+)-(?P<last>[0-9]+)|(?P<star>\*))"
     r"/(?P<total>[0-9]+|\*)",
     re.ASCII,
 )
-_RANGE = re.compile(r"bytes=(?P<first>[0-9]*)-(?P<last>[0-9]*)", re.ASCII)
-_CODES = {
-    400: "InvalidArgument",
-    401: "AuthenticationRequired",
-    403: "AccessDenied",
-    404: "NoSuchKey",
-    408: "RequestTimeout",
-    409: "Conflict",
-    410: "Gone",
-    412: "PreconditionFailed",
-    429: "TooManyRequests",
-    500: "InternalError",
-    502: "BadGateway",
-    503: "ServiceUnavailable",
-    504: "GatewayTimeout",
-}
-_FAULT_DETAILS = {
-    408: "The request timed out before the server received it whole (injected fault).",
-    429: "The rate of requests to this object is too high; retry with exponential backoff (injected fault).",
-    500: "Internal error on the storage server (injected fault).",
-    502: "Bad gateway in front of the storage server (injected fault).",
-    503: "The storage service is temporarily unavailable; retry with exponential backoff (injected fault).",
-    504: "The storage server timed out (injected fault).",
-}
-
-
-def xml_error(code: str, message: str, details: str | None = None) -> bytes:
-    text = f"{XML_HEAD}<Error><Code>{escape(code)}</Code><Message>{escape(message)}</Message>"
-    if details is not None:
-        text += f"<Details>{escape(details)}</Details>"
-    return (text + "</Error>").encode("utf-8")
-
-
-def _error(ex, status: int, code: str, message: str, details: str, headers: dict | None = None) -> None:
-    ex.respond(
-        status,
-        xml_error(code, message, details),
-        content_type="application/xml; charset=UTF-8",
-        headers=headers,
-    )
-
-
-def _invalid(ex, details: str) -> None:
-    _error(ex, 400, "InvalidArgument", "Invalid argument.", details)
-
-
-def _expired(ex, at: float) -> None:
-    _error(
-        ex,
-        400,
-        "ExpiredToken",
-        "The provided token has expired.",
-        f"Request signature expired at: {gcs_expiry(at)}",
-    )
-
-
-def _object_name(path: str) -> str:
-    return urllib.parse.unquote(path.lstrip("/"))
-
-
-def _mismatch_details(ex, fallback: str) -> str:
-    """Say what differs between the request and the URL the emulator issued for its path."""
-    st = ex.state
-    parts = ex.path.split("/")
-    job = st.jobs.get(parts[2]) if len(parts) > 3 else None
-    if job is None or parts[3] not in ("submission", "delivery") or st.object_path(job, parts[3]) != ex.path:
-        return (
-            f"{fallback} No URL was signed for the path {_object_name(ex.path)!r}: the "
-            "path was altered or belongs to another object."
-        )
-    method, _, headers, issued_query = st.signed_request(job, parts[3])
-    issued = dict(urllib.parse.parse_qsl(issued_query, keep_blank_values=True))
-    got = dict(urllib.parse.parse_qsl(ex.query, keep_blank_values=True))
-    changed = sorted(k for k in issued.keys() & got.keys() if issued[k] != got[k])
-    missing = sorted(issued.keys() - got.keys())
-    extra = sorted(got.keys() - issued.keys())
-    if changed or missing or extra:
-        what = (
-            [f"{k} was changed" for k in changed]
-            + [f"{k} is missing" for k in missing]
-            + [f"{k} was added" for k in extra]
-        )
-        return "The query string differs from the signed URL: " + "; ".join(what) + "."
-    problems = []
-    if ex.method != method:
-        problems.append(f"the URL is signed for {method}, the request used {ex.method}")
-    signed = dict(headers)
-    signed["host"] = st.signer.host
-    for name in sorted(signed):
-        value = ex.header(name)
-        if value is None:
-            problems.append(f"the signed header {name} is missing (signed value {signed[name]!r})")
-        elif _normalize_header_value(value) != signed[name]:
-            problems.append(f"the signed header {name} was {value!r}, signed value {signed[name]!r}")
-    if problems:
-        text = "; ".join(problems)
-        return text[0].upper() + text[1:] + "."
-    return fallback
-
-
-def _verified_job(ex):
-    """Check the signature and find the job; None once an error has been answered."""
-    st = ex.state
-    try:
-        st.signer.verify(ex.method, ex.path, ex.query, ex.header, ex.received_at)
-    except SignatureMismatch as exc:
-        _error(ex, 403, "SignatureDoesNotMatch", SIGNATURE_MESSAGE, _mismatch_details(ex, str(exc)))
-        return None
-    except SignatureExpired as exc:
-        _expired(ex, exc.expired_at)
-        return None
-    job = st.find(ex.path.split("/")[2], ex.received_at)
-    if job is None:
-        no_such_key(ex)
-    return job
 
 
 def _declared_length(ex) -> int | None:
@@ -456,149 +315,3 @@ def _write(ex, session, start: int, skip: int, expected: int | None) -> bool:
             f.truncate(start)
             raise
     return True
-
-
-def _byte_range(value: str | None, size: int):
-    """(first, last) for a single satisfiable range, 'unsatisfiable', or None (serve it all)."""
-    if not value:
-        return None
-    m = _RANGE.fullmatch(value.strip())
-    if not m or (not m["first"] and not m["last"]):
-        return None
-    if not m["first"]:  # suffix: the last N bytes
-        n = int(m["last"])
-        if n == 0 or size == 0:
-            return "unsatisfiable"
-        return (max(0, size - n), size - 1)
-    first = int(m["first"])
-    if m["last"] and int(m["last"]) < first:
-        return None  # invalid: ignored, the whole file is sent
-    if first >= size:
-        return "unsatisfiable"
-    last = int(m["last"]) if m["last"] else size - 1
-    return (first, min(last, size - 1))
-
-
-def _take_no_such_key(ex, job) -> bool:
-    st = ex.state
-    if st.faults.take("download", ("no_such_key",)) is not None:
-        return True
-    with st.lock:
-        if job.no_such_key_left > 0:
-            job.no_such_key_left -= 1
-            return True
-    return False
-
-
-def download(ex) -> None:
-    """``GET <download_url>``: the results object of a complete job."""
-    st = ex.state
-    job = _verified_job(ex)
-    if job is None:
-        return
-    with st.lock:
-        complete = st.status(job, ex.received_at) == "complete"
-        stored = job.stored
-    if not complete or stored is None or _take_no_such_key(ex, job):
-        no_such_key(ex)
-        return
-    size = stored.size
-    headers = {
-        "Accept-Ranges": "bytes",
-        "ETag": f'"{stored.md5.hex()}"',
-        "x-goog-hash": "md5=" + base64.b64encode(stored.md5).decode(),
-        "x-goog-stored-content-length": str(size),
-        "x-goog-stored-content-encoding": "gzip" if stored.gzipped else "identity",
-    }
-    limit = ex.truncate_after  # a drop fault cutting the body short
-    if stored.gzipped and not accepts_gzip(ex.header("Accept-Encoding")):
-        # decompressive transcoding: the Range header is ignored, no Content-Length
-        headers["Warning"] = "214 UploadServer gunzipped"
-        del headers["Accept-Ranges"]
-        plain = st.results_path(job.id)
-        with open(plain, "rb") as f:
-            if ex.request_version == "HTTP/1.0":
-                n = plain.stat().st_size
-                ex.begin(200, headers, content_type="application/octet-stream", length=n)
-                _copy(ex.write, ex, f, n, limit)
-                return
-            writer = ex.begin(200, headers, content_type="application/octet-stream", length=None)
-            if _copy(writer.write, ex, f, None, limit):
-                writer.close()
-        return
-    if stored.gzipped:
-        headers["Content-Encoding"] = "gzip"
-    byte_range = _byte_range(ex.header("Range"), size)
-    if byte_range == "unsatisfiable":
-        _error(
-            ex,
-            416,
-            "InvalidRange",
-            "The requested range cannot be satisfied.",
-            f"The range {ex.header('Range')!r} is outside the object of {size} bytes.",
-            headers={"Content-Range": f"bytes */{size}"},
-        )
-        return
-    with open(stored.path, "rb") as f:
-        if byte_range is not None:
-            first, last = byte_range
-            f.seek(first)
-            headers["Content-Range"] = f"bytes {first}-{last}/{size}"
-            ex.begin(206, headers, content_type="application/octet-stream", length=last - first + 1)
-            _copy(ex.write, ex, f, last - first + 1, limit)
-        else:
-            ex.begin(200, headers, content_type="application/octet-stream", length=size)
-            _copy(ex.write, ex, f, size, limit)
-
-
-def _copy(write, ex, f, n: int | None, limit: int | None) -> bool:
-    """Send ``n`` bytes of ``f`` (all of it when None); False when a drop fault cut it short."""
-    sent = 0
-    while n is None or sent < n:
-        data = f.read(BLOCK if n is None else min(BLOCK, n - sent))
-        if not data:
-            if n is None:
-                return True
-            raise ConnectionAbortedError("the result file is shorter than recorded")
-        if limit is not None and sent + len(data) >= limit:
-            write(data[: limit - sent])
-            ex.drop()
-            return False
-        write(data)
-        sent += len(data)
-    return True
-
-
-def no_such_key(ex) -> None:
-    _error(
-        ex, 404, "NoSuchKey", "The specified key does not exist.", f"No such object: {_object_name(ex.path)}"
-    )
-
-
-def fault_status(ex, status: int) -> None:
-    """The answer of an injected ``status`` fault on a storage endpoint."""
-    _error(
-        ex,
-        status,
-        _CODES.get(status, "Error"),
-        "Injected fault.",
-        _FAULT_DETAILS.get(status, f"Injected fault: HTTP {status}."),
-    )
-
-
-def internal_error(ex) -> None:
-    _error(
-        ex,
-        500,
-        "InternalError",
-        "Internal error.",
-        "The emulator failed while answering this request (see its log).",
-    )
-
-
-def bad_framing(ex) -> None:
-    _invalid(
-        ex,
-        "The request body framing is malformed (bad chunked encoding, an unsupported "
-        "Transfer-Encoding, or conflicting Content-Length headers).",
-    )
