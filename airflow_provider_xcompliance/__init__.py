@@ -43,6 +43,7 @@ def get_provider_info() -> dict:
                 "integration-name": "X Compliance",
                 "python-modules": [
                     "airflow_provider_xcompliance.operators.compliance",
+                    "airflow_provider_xcompliance.operators.export",
                     "airflow_provider_xcompliance.operators.apply",
                 ],
             }

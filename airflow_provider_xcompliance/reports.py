@@ -55,6 +55,17 @@ class DownloadSummary(TypedDict):
     seconds: float
 
 
+class ExportReport(TypedDict):
+    """What an export wrote: the export task's XCom."""
+
+    job_type: str
+    archive: str  # the archive's name: connection and table, or the data set's path
+    path: str  # the ID file
+    ids: int  # lines written (IDs; duplicates only where the source held them)
+    bytes: int
+    seconds: float
+
+
 class TargetCounts(TypedDict):
     """Records changed in one table or object."""
 

@@ -112,7 +112,7 @@ def apply_to_files(
         sum(flagged.kept.values()),
     )
 
-    objects = _objects(data, format, flagged.partitions, log) if flagged.changes else []
+    objects = data_objects(data, format, flagged.partitions, log) if flagged.changes else []
     process: ObjectProcess = jsonl_object
     if format == "parquet":
         process = partial(parquet_object, matcher=ParquetMatcher(plan))  # value sets built once
@@ -214,7 +214,7 @@ def _read_results(
 # --- listing ---------------------------------------------------------------------------------
 
 
-def _objects(
+def data_objects(
     data: ObjectStoragePath, format: str, partitions: set[str] | None, log: Log
 ) -> list[ObjectStoragePath]:
     """The objects to read: ``data`` itself, or the data files under it (or under the flagged

@@ -141,6 +141,22 @@ class SqlTarget:
         return needed
 
 
+def check_tables(cur: Any, required: dict[str, set[str]]) -> None:
+    """Bad configuration fails before anything is read or changed, naming the table or column."""
+    for table, columns in required.items():
+        try:
+            cur.execute(f"SELECT * FROM {table} WHERE 1 = 0")
+        except Exception as exc:
+            raise ApplyConfigError(f"Table {table} cannot be read: {exc}".strip()) from None
+        present = {d[0].lower() for d in cur.description}
+        cur.fetchall()
+        for column in sorted(columns):
+            if column.lower() not in present:
+                raise ApplyConfigError(
+                    f"Table {table} has no column {column!r} (it has: {', '.join(sorted(present))})"
+                )
+
+
 class SqlApplier:
     """Applies one results file to one :class:`SqlTarget` over an open DB-API connection.
 
@@ -233,19 +249,7 @@ class SqlApplier:
                 cur.execute("SET LOCAL work_mem = '128MB'")
 
     def _check_tables(self, cur: Any) -> None:
-        """Bad configuration fails before any change, naming the table or column."""
-        for table, columns in self.target.required_columns(self.rules.job_type).items():
-            try:
-                cur.execute(f"SELECT * FROM {table} WHERE 1 = 0")
-            except Exception as exc:
-                raise ApplyConfigError(f"Table {table} cannot be read: {exc}".strip()) from None
-            present = {d[0].lower() for d in cur.description}
-            cur.fetchall()
-            for column in sorted(columns):
-                if column.lower() not in present:
-                    raise ApplyConfigError(
-                        f"Table {table} has no column {column!r} (it has: {', '.join(sorted(present))})"
-                    )
+        check_tables(cur, self.target.required_columns(self.rules.job_type))
 
     def _load_results(self, cur: Any, results_path: Location, report: ApplyReport) -> None:
         """Stream the results into a TEMP table typed like the matched column, then reduce them

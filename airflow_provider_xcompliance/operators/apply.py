@@ -13,6 +13,11 @@ from typing import TYPE_CHECKING, Any, cast
 from airflow.sdk import Asset, BaseHook, BaseOperator, Variable
 
 from airflow_provider_xcompliance.apply.audit import DEFAULT_AUDIT_KEY_VARIABLE, AuditIdentity
+from airflow_provider_xcompliance.apply.handoff import (
+    ResultsToApply,
+    check_results_job_type,
+    results_to_apply,
+)
 from airflow_provider_xcompliance.apply.rules import ChangeRules
 from airflow_provider_xcompliance.exceptions import ApplyConfigError
 from airflow_provider_xcompliance.reports import ApplyReport
@@ -36,9 +41,11 @@ class _ApplyOperator(BaseOperator):
     def __init__(
         self,
         *,
-        results_path: Any,
         job_type: str,
+        results_path: Any = None,
+        results: Any = None,
         job_id: str | None = None,
+        x_conn_id: str | None = None,
         overrides: Mapping[str, str] | None = None,
         audit_ids: str = "hmac",
         audit_key_variable: str = DEFAULT_AUDIT_KEY_VARIABLE,
@@ -52,9 +59,16 @@ class _ApplyOperator(BaseOperator):
             outlets = kwargs.get("outlets") or []
             kwargs["outlets"] = [*(outlets if isinstance(outlets, (list, tuple)) else [outlets]), asset]
         super().__init__(**kwargs)
+        if (results is None) == (results_path is None):
+            raise ApplyConfigError(
+                f"{self.task_id}: give the results as results= (a download's summary, e.g. "
+                "download.output) or results_path=, one of them"
+            )
         self.results_path = results_path
+        self.results = results
         self.job_type = job_type
         self.job_id = job_id
+        self.x_conn_id = x_conn_id
         self.overrides = dict(overrides or {})
         self.audit_ids = audit_ids
         self.audit_key_variable = audit_key_variable
@@ -68,6 +82,26 @@ class _ApplyOperator(BaseOperator):
         if isinstance(self.dry_run, str):
             return self.dry_run.strip().lower() in ("true", "1", "yes", "on")
         return bool(self.dry_run)
+
+    def _results_to_apply(self) -> ResultsToApply:
+        """The results file and its job, refused (before anything is read) when they are of
+        another job type than this task applies: by the download's summary, or by X's job when
+        ``x_conn_id`` is given and only the job id is known."""
+        results = results_to_apply(self.results, self.results_path, self.job_id)
+        check_results_job_type(results, self.job_type)
+        if results.job_type is None and results.job_id and self.x_conn_id:
+            from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
+
+            job = XComplianceHook(x_conn_id=self.x_conn_id).get_job(results.job_id)
+            checked = ResultsToApply(results.path, results.job_id, job.type)
+            check_results_job_type(checked, self.job_type, f"X's job {job.id}")
+        return results
+
+    def _results_location(self) -> Any:
+        """The results file for lineage (after rendering, ``results`` is the summary)."""
+        if isinstance(self.results, Mapping):
+            return self.results.get("path")
+        return self.results_path
 
     def _rules(self) -> ChangeRules:
         return ChangeRules(self.job_type, self.overrides)
@@ -113,7 +147,13 @@ class XComplianceApplyToSqlOperator(_ApplyOperator):
     ``table`` (matched by ``author_id_column``; without one, ``table`` holds the users) and the
     users from ``users_table``. A second run over the same results changes nothing.
 
-    :param results_path: the results file, a path or any object-storage URL (templated).
+    :param results: the download's summary (``download.output``: its ``path``, ``job_id`` and
+        ``job_type``; a plain dict with those keys works too). Results of another job type than
+        ``job_type`` are refused before anything changes.
+    :param results_path: instead of ``results``, the results file, a path or any object-storage
+        URL (templated).
+    :param x_conn_id: with only a job id known (``results_path`` and ``job_id``), the X
+        connection to ask for the job's type, refused likewise; None does not ask.
     :param job_type: ``tweets`` or ``users``.
     :param conn_id: a connection whose hook is a common.sql ``DbApiHook`` (PostgreSQL, SQLite, ...).
     :param table: the table to change (templated).
@@ -130,6 +170,7 @@ class XComplianceApplyToSqlOperator(_ApplyOperator):
 
     template_fields: Sequence[str] = (
         "results_path",
+        "results",
         "job_id",
         "conn_id",
         "table",
@@ -179,6 +220,7 @@ class XComplianceApplyToSqlOperator(_ApplyOperator):
     def execute(self, context: Context) -> ApplyReport:
         from airflow_provider_xcompliance.apply.sql import SqlApplier
 
+        results = self._results_to_apply()
         target = self._target()
         audit = self._audit_identity(bool(self.audit_table))
         hook = BaseHook.get_connection(self.conn_id).get_hook()
@@ -194,13 +236,13 @@ class XComplianceApplyToSqlOperator(_ApplyOperator):
                 self._rules(),
                 target,
                 audit=audit,
-                job_id=self.job_id,
+                job_id=results.job_id,
                 run_id=context.get("run_id"),
                 max_delete_fraction=self.max_delete_fraction,
                 dry_run=self._dry_run(),
                 batch_size=self.batch_size,
                 log=self.log,
-            ).run(self.results_path)
+            ).run(results.path)
         finally:
             conn.close()
         return self._publish(context, report)
@@ -221,7 +263,7 @@ class XComplianceApplyToSqlOperator(_ApplyOperator):
             if self.audit_table:
                 tables.append(self.audit_table)
             outputs = table_datasets(BaseHook.get_connection(self.conn_id).get_hook(), tables)
-        return operator_lineage([to_dataset(self.results_path)], outputs)
+        return operator_lineage([to_dataset(self._results_location())], outputs)
 
 
 class XComplianceApplyToFilesOperator(_ApplyOperator):
@@ -240,7 +282,14 @@ class XComplianceApplyToFilesOperator(_ApplyOperator):
     for ``_column``.
     """
 
-    template_fields: Sequence[str] = ("results_path", "job_id", "data_path", "audit_path", "dry_run")
+    template_fields: Sequence[str] = (
+        "results_path",
+        "results",
+        "job_id",
+        "data_path",
+        "audit_path",
+        "dry_run",
+    )
 
     def __init__(
         self,
@@ -268,8 +317,9 @@ class XComplianceApplyToFilesOperator(_ApplyOperator):
     def execute(self, context: Context) -> ApplyReport:
         from airflow_provider_xcompliance.apply.files import apply_to_files
 
+        results = self._results_to_apply()
         report = apply_to_files(
-            self.results_path,
+            results.path,
             self._rules(),
             self.data_path,
             format=self.format,
@@ -279,7 +329,7 @@ class XComplianceApplyToFilesOperator(_ApplyOperator):
             partition_template=self.partition_template,
             audit=self._audit_identity(self.audit_path is not None),
             audit_path=self.audit_path,
-            job_id=self.job_id,
+            job_id=results.job_id,
             run_id=context.get("run_id"),
             max_delete_fraction=self.max_delete_fraction,
             dry_run=self._dry_run(),
@@ -297,4 +347,4 @@ class XComplianceApplyToFilesOperator(_ApplyOperator):
             outputs = [to_dataset(self.data_path)]
             if self.audit_path is not None:
                 outputs.append(to_dataset(self.audit_path))
-        return operator_lineage([to_dataset(self.results_path)], outputs)
+        return operator_lineage([to_dataset(self._results_location())], outputs)
