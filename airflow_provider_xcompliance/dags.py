@@ -46,7 +46,7 @@ def compliance_dag(
     resumable: bool = True,
     **dag_kwargs: Any,
 ) -> DAG:
-    """A standalone compliance DAG whose job type, IDs path and results path are ``Param``s,
+    """A standalone compliance DAG whose job type, IDs path and results path are Params,
     so "Trigger DAG w/ config" in the UI shows a form and a run can use other paths."""
     dag_kwargs.setdefault("catchup", False)
     dag_kwargs.setdefault("tags", ["x-compliance"])

@@ -4,7 +4,7 @@ Messages never contain the bearer token or a signed URL: they are built from the
 document, the job id and the status only.
 
 Errors that another try cannot mend (a refused token, a bad ID file, a spent usage cap, a job
-that ended ``failed``) are also ``AirflowFailException``s: the task fails at once instead of
+that ended ``failed``) are also ``AirflowFailException`` errors: the task fails at once instead of
 spending its retries. Transient ones (5xx, dropped connections, rate limits) keep the retries.
 """
 

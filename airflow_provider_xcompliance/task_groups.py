@@ -24,7 +24,7 @@ def _retry_defaults(group: TaskGroup, retries: int, retry_delay: timedelta) -> N
     """Give the group's tasks ``retries`` with doubling delays, unless the DAG's ``default_args``
     say otherwise (a task group's defaults would override the DAG's). Retrying is safe: a retried
     submit finds its run's own job, a retried download replaces its own leftovers, and errors that
-    another try cannot mend fail at once (they are ``AirflowFailException``s)."""
+    another try cannot mend fail at once (they are ``AirflowFailException`` errors)."""
     dag_defaults = group.dag.default_args if group.dag else {}
     if "retries" in dag_defaults:
         return

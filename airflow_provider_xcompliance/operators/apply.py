@@ -278,6 +278,7 @@ class XComplianceApplyToFilesOperator(_ApplyOperator):
     :param format: ``jsonl`` or ``parquet``.
     :param audit_path: a folder for the audit object (one JSON Lines object per run); None
         writes no audit.
+
     The other parameters are those of :class:`XComplianceApplyToSqlOperator`, with ``_field``
     for ``_column``.
     """
