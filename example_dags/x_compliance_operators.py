@@ -84,9 +84,8 @@ with DAG(
     # [START howto_operator_apply_to_files]
     apply_to_archive = XComplianceApplyToFilesOperator(
         task_id="apply_to_archive",
-        results_path="{{ ti.xcom_pull(task_ids='download')['path'] }}",  # from the summary
-        job_id=submit.output,  # for the audit
-        job_type="tweets",
+        results=download.output,  # the download summary: the results' path, job id and job type
+        job_type="tweets",  # results of another job type are refused before anything changes
         data_path=f"{DATA_URL}/archive/tweets/",  # a folder or one object, any object store
         format="jsonl",  # or "parquet" (the parquet extra)
         geo_fields=("geo",),  # scrub_geo sets these to null and keeps the tweet
