@@ -5,6 +5,7 @@ the engine (``DISTINCT`` / ``UNION``), which spills to disk rather than fill mem
 
 from __future__ import annotations
 
+import io
 import time
 from typing import Any
 
@@ -72,12 +73,27 @@ def _copy_psycopg(cur: Any, query: str, writer: IdFileWriter) -> None:
     leaving the ``copy`` block cancels the rest (the connection stays usable)."""
     with cur.copy(f"COPY ({query}) TO STDOUT") as copy:
         for data in copy:
-            writer.write(data)
+            writer.write(bytes(data))  # a view into psycopg's buffer: copied, not held
 
 
 def _copy_psycopg2(cur: Any, query: str, writer: IdFileWriter) -> None:
-    """psycopg2 copies into a file: the writer is that file."""
-    cur.copy_expert(f"COPY ({query}) TO STDOUT", writer, size=1024 * 1024)
+    """psycopg2 copies into a file, one ``write`` a row: a C-level text buffer takes the rows, so
+    that the writer sees a block per MiB."""
+    sink = io.TextIOWrapper(io.BufferedWriter(_RawSink(writer), 1024 * 1024), encoding="utf-8", newline="")
+    cur.copy_expert(f"COPY ({query}) TO STDOUT", sink, size=1024 * 1024)
+    sink.flush()
+
+
+class _RawSink(io.RawIOBase):
+    def __init__(self, writer: IdFileWriter) -> None:
+        self.writer = writer
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.writer.write(bytes(data))
+        return len(data)
 
 
 def _fetch(cur: Any, query: str, writer: IdFileWriter, batch_size: int) -> None:

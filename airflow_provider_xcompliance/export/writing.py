@@ -13,7 +13,7 @@ from typing import IO
 from airflow.sdk import ObjectStoragePath
 
 from airflow_provider_xcompliance.id_files import IdNormalizer
-from airflow_provider_xcompliance.object_storage import Location, atomic_writer, to_path
+from airflow_provider_xcompliance.object_storage import BLOCK_SIZE, Location, atomic_writer, to_path
 
 
 @dataclass(frozen=True)
@@ -34,23 +34,38 @@ class IdFileWriter:
         self.normalizer = IdNormalizer(source)
         self._stack = ExitStack()
         self._out: IO[bytes] | None = None
+        self._pending: list[bytes | str | memoryview] = []  # drivers hand over a row at a time
+        self._pending_bytes = 0
 
     def __enter__(self) -> IdFileWriter:
         self._out = self._stack.enter_context(atomic_writer(self.path))
         return self
 
-    def write(self, block: bytes | str) -> int:
-        data = block.encode() if isinstance(block, str) else bytes(block)
+    def write(self, block: bytes | str | memoryview) -> int:
+        """Take a block (a driver's row, often); blocks are checked and written a few MiB at a
+        time, so that a row costs a list append."""
+        self._pending.append(block)
+        self._pending_bytes += len(block)
+        if self._pending_bytes >= BLOCK_SIZE:
+            self._flush()
+        return len(block)
+
+    def _flush(self) -> None:
+        pending, self._pending, self._pending_bytes = self._pending, [], 0
+        if not pending:
+            return
+        text = isinstance(pending[0], str)
+        data = "".join(pending).encode() if text else b"".join(pending)  # type: ignore[arg-type]
         clean = self.normalizer.feed(data)
         if clean and self._out is not None:
             self._out.write(clean)
-        return len(block)
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         try:
             if error is None:
+                self._flush()
                 last = self.normalizer.finish()
                 if last and self._out is not None:
                     self._out.write(last)
