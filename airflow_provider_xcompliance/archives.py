@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_xcompliance.apply.sql import sql_name
+from airflow_provider_xcompliance.apply.sql import SqlTarget, sql_name
 from airflow_provider_xcompliance.exceptions import ApplyConfigError
 
 FILE_FORMATS = ("jsonl", "parquet")
@@ -78,6 +78,23 @@ class SqlArchive:
     def name(self) -> str:
         """How reports and the UI name the archive."""
         return f"{self.conn_id}:{self.table}"
+
+    def target(self, job_type: str) -> SqlTarget:
+        """The tables an apply run of ``job_type`` changes, as the SQL applier takes them (a
+        tweets job matches tweets by their own ID, so the author column is not its business)."""
+        return SqlTarget(
+            table=self.table,
+            id_column=self.id_column,
+            author_id_column=self.author_id_column if job_type == "users" else None,
+            geo_columns=self.geo_columns,
+            users_table=self.users_table,
+            users_id_column=self.users_id_column,
+            audit_table=self.audit_table,
+            edit_root_column=self.edit_root_column,
+            dependents=tuple(self.dependents.items()),
+            user_dependents=tuple(self.user_dependents.items()),
+            geo_dependents=tuple(self.geo_dependents.items()),
+        )
 
     def id_columns(self, job_type: str) -> list[tuple[str, str]]:
         """``(table, column)`` of every stored ID a job type checks: a tweets job the tweets

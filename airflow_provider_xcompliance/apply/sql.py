@@ -35,6 +35,8 @@ from airflow_provider_xcompliance.utils.logs import Log
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?")
 RESULTS_TABLE = "xc_results"  # TEMP tables: private to the connection, dropped before commit
 FLAGGED_TABLE = "xc_flagged"
+CHAINS_TABLE = "xc_chains"  # while the flagged IDs are extended to their edit chains
+CHAINED_TABLE = "xc_chained"
 AUDIT_TABLE_DDL = (
     "record_key VARCHAR(64), record_type VARCHAR(8), target VARCHAR(256), reason VARCHAR(64), "
     "change VARCHAR(16), job_id VARCHAR(64), run_id VARCHAR(256), applied_at VARCHAR(32)"
@@ -62,6 +64,16 @@ class SqlChange:
     record_type: str  # "tweet" or "user"
     id_column: str
     geo_columns: tuple[str, ...] = ()
+    # The flagged changes whose IDs select rows (by default the change itself): a geo dependent
+    # goes with its tweet's delete and with its scrub_geo.
+    when: tuple[str, ...] = ()
+    # (table, key, column): ``column`` here references ``key`` of ``table``, whose ``column`` is
+    # matched with the flagged IDs (the media of a flagged user's tweets).
+    through: tuple[str, str, str] | None = None
+
+    @property
+    def _changes(self) -> str:
+        return ", ".join(f"'{change}'" for change in self.when or (self.change,))
 
     def _still_to_change(self, prefix: str = "") -> str:
         """Scrubbing touches only rows that still hold geo data, so a second run touches none."""
@@ -70,8 +82,11 @@ class SqlChange:
         return " AND (" + " OR ".join(f"{prefix}{c} IS NOT NULL" for c in self.geo_columns) + ")"
 
     def statement(self) -> str:
-        where = f"{self.column} IN (SELECT id FROM {FLAGGED_TABLE} WHERE change = '{self.change}')"
-        where += self._still_to_change()
+        selected = f"SELECT id FROM {FLAGGED_TABLE} WHERE change IN ({self._changes})"
+        if self.through:
+            table, key, column = self.through
+            selected = f"SELECT {key} FROM {table} WHERE {column} IN ({selected})"
+        where = f"{self.column} IN ({selected})" + self._still_to_change()
         if self.change == DELETE:
             return f"DELETE FROM {self.table} WHERE {where}"
         assignments = ", ".join(f"{c} = NULL" for c in self.geo_columns)
@@ -79,9 +94,16 @@ class SqlChange:
 
     def matched(self, columns: str) -> str:
         """``SELECT columns`` over the rows this change touches, joined with their result ``f``."""
+        if self.through:
+            table, key, column = self.through
+            joined = (
+                f"JOIN {table} x ON t.{self.column} = x.{key} JOIN {FLAGGED_TABLE} f ON x.{column} = f.id"
+            )
+        else:
+            joined = f"JOIN {FLAGGED_TABLE} f ON t.{self.column} = f.id"
         return (
-            f"SELECT {columns} FROM {self.table} t JOIN {FLAGGED_TABLE} f ON t.{self.column} = f.id "
-            f"WHERE f.change = '{self.change}'{self._still_to_change('t.')}"
+            f"SELECT {columns} FROM {self.table} t {joined} "
+            f"WHERE f.change IN ({self._changes}){self._still_to_change('t.')}"
         )
 
 
@@ -96,8 +118,21 @@ class SqlTarget:
     users_table: str | None = None
     users_id_column: str = "id"
     audit_table: str | None = None
+    edit_root_column: str | None = None  # the first tweet ID of an edit chain, on every version
+    dependents: tuple[tuple[str, str], ...] = ()  # (table, column) of rows that reference a tweet
+    user_dependents: tuple[tuple[str, str], ...] = ()  # ... that reference a user
+    geo_dependents: tuple[tuple[str, str], ...] = ()  # ... that are a tweet's geo data
 
     def __post_init__(self) -> None:
+        for name in ("dependents", "user_dependents", "geo_dependents"):
+            pairs = getattr(self, name)
+            pairs = tuple(pairs.items()) if isinstance(pairs, dict) else tuple(map(tuple, pairs))
+            object.__setattr__(self, name, pairs)
+            for table, column in pairs:
+                sql_name(table, f"{name} table")
+                sql_name(column, f"{name} column of {table}")
+        if self.edit_root_column is not None:
+            sql_name(self.edit_root_column, "edit_root_column")
         sql_name(self.table, "table")
         sql_name(self.id_column, "id_column")
         for column in self.geo_columns:
@@ -111,10 +146,15 @@ class SqlTarget:
             sql_name(self.audit_table, "audit_table")
 
     def changes(self, job_type: str) -> list[SqlChange]:
-        """The statements a job type's results call for, in the order they run (a user's
-        tweets before the user, so that a foreign key from tweets to users holds)."""
+        """The statements a job type's results call for, in the order they run: the records that
+        hang off a tweet or a user before it, a user's tweets before the user, so that foreign keys
+        hold (and a dependent of a user's tweet is found while the tweet is still there)."""
         if job_type == "tweets":
-            changes = [SqlChange(self.table, self.id_column, DELETE, "tweet", self.id_column)]
+            changes = [SqlChange(t, c, DELETE, "tweet", c) for t, c in self.dependents]
+            changes += [
+                SqlChange(t, c, DELETE, "tweet", c, when=(DELETE, SCRUB_GEO)) for t, c in self.geo_dependents
+            ]
+            changes.append(SqlChange(self.table, self.id_column, DELETE, "tweet", self.id_column))
             if self.geo_columns:
                 changes.append(
                     SqlChange(
@@ -122,15 +162,23 @@ class SqlTarget:
                     )
                 )
             return changes
+        changes = [SqlChange(t, c, DELETE, "user", c) for t, c in self.user_dependents]
         if self.author_id_column:  # `table` holds tweets, matched by their author
-            changes = [SqlChange(self.table, self.author_id_column, DELETE, "tweet", self.id_column)]
+            via = (self.table, self.id_column, self.author_id_column)
+            for table, column in (*self.dependents, *self.geo_dependents):
+                changes.append(SqlChange(table, column, DELETE, "tweet", column, through=via))
+            changes.append(SqlChange(self.table, self.author_id_column, DELETE, "tweet", self.id_column))
         else:  # `table` holds the users themselves
-            changes = [SqlChange(self.table, self.id_column, DELETE, "user", self.id_column)]
+            changes.append(SqlChange(self.table, self.id_column, DELETE, "user", self.id_column))
         if self.users_table:
             changes.append(
                 SqlChange(self.users_table, self.users_id_column, DELETE, "user", self.users_id_column)
             )
         return changes
+
+    def edit_chains(self, job_type: str) -> bool:
+        """Whether a tweets job's flagged IDs reach every stored version of their edit chains."""
+        return job_type == "tweets" and self.edit_root_column is not None
 
     def required_columns(self, job_type: str) -> dict[str, set[str]]:
         needed: dict[str, set[str]] = {}
@@ -138,6 +186,8 @@ class SqlTarget:
             needed.setdefault(change.table, set()).update(
                 {change.column, change.id_column, *change.geo_columns}
             )
+        if self.edit_chains(job_type):
+            needed[self.table].add(str(self.edit_root_column))
         return needed
 
 
@@ -280,9 +330,38 @@ class SqlApplier:
             f"FROM (SELECT id, MIN(change) AS change, MIN(change || ' ' || reason) AS pick "
             f"FROM {RESULTS_TABLE} GROUP BY id) g"
         )
+        if self.target.edit_chains(self.rules.job_type):
+            self._reach_edit_chains(cur)
         cur.execute(f"CREATE INDEX {FLAGGED_TABLE}_id ON {FLAGGED_TABLE} (id)")
         if self.postgres:
             cur.execute(f"ANALYZE {FLAGGED_TABLE}")  # autovacuum never analyzes TEMP tables
+
+    def _reach_edit_chains(self, cur: Any) -> None:
+        """Deleting any version of an edited tweet deletes every stored version of its chain, and
+        scrubbing one scrubs them all: each chain (by its first tweet's ID, which a flagged ID
+        may be itself) takes its strongest change, and every stored version that change."""
+        table, tweet_id, root = self.target.table, self.target.id_column, self.target.edit_root_column
+        cur.execute(
+            f"CREATE TEMP TABLE {CHAINS_TABLE} AS "
+            f"SELECT root, MIN(change) AS change, MIN(change || ' ' || reason) AS pick FROM ("
+            f"SELECT t.{root} AS root, f.change, f.reason FROM {table} t JOIN {FLAGGED_TABLE} f "
+            f"ON t.{tweet_id} = f.id WHERE t.{root} IS NOT NULL "
+            f"UNION ALL SELECT id AS root, change, reason FROM {FLAGGED_TABLE}) c GROUP BY root"
+        )
+        cur.execute(
+            f"CREATE TEMP TABLE {CHAINED_TABLE} AS "
+            f"SELECT id, MIN(change) AS change, "
+            f"SUBSTR(MIN(change || ' ' || reason), LENGTH(MIN(change)) + 2) AS reason "
+            f"FROM (SELECT id, change, reason FROM {FLAGGED_TABLE} UNION ALL "
+            f"SELECT t.{tweet_id} AS id, c.change, SUBSTR(c.pick, LENGTH(c.change) + 2) AS reason "
+            f"FROM {table} t JOIN {CHAINS_TABLE} c ON t.{root} = c.root) v GROUP BY id"
+        )
+        cur.execute(f"DELETE FROM {FLAGGED_TABLE}")
+        cur.execute(
+            f"INSERT INTO {FLAGGED_TABLE} (id, change, reason) SELECT id, change, reason FROM {CHAINED_TABLE}"
+        )
+        for temp in (CHAINED_TABLE, CHAINS_TABLE):
+            cur.execute(f"DROP TABLE {temp}")
 
     def _write_rows(
         self, cur: Any, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]

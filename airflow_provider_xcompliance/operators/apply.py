@@ -19,6 +19,7 @@ from airflow_provider_xcompliance.apply.handoff import (
     results_to_apply,
 )
 from airflow_provider_xcompliance.apply.rules import ChangeRules
+from airflow_provider_xcompliance.archives import FileArchive, SqlArchive
 from airflow_provider_xcompliance.exceptions import ApplyConfigError
 from airflow_provider_xcompliance.reports import ApplyReport
 
@@ -122,6 +123,85 @@ class _ApplyOperator(BaseOperator):
                 )
         return AuditIdentity(self.audit_ids, key)
 
+    def _apply_to_sql(
+        self, context: Context, conn_id: str, target: SqlTarget, batch_size: int
+    ) -> ApplyReport:
+        """Apply the results to ``target`` over one connection of ``conn_id``, in one transaction."""
+        from airflow_provider_xcompliance.apply.sql import SqlApplier
+
+        results = self._results_to_apply()
+        audit = self._audit_identity(bool(target.audit_table))
+        hook = BaseHook.get_connection(conn_id).get_hook()
+        if not hasattr(hook, "get_conn") or not hasattr(hook, "placeholder"):
+            raise ApplyConfigError(f"Connection {conn_id!r} is not a SQL (common.sql DbApiHook) connection")
+        conn = hook.get_conn()  # one connection for the whole run: the TEMP tables live in it
+        try:
+            report = SqlApplier(
+                conn,
+                hook.placeholder,
+                self._rules(),
+                target,
+                audit=audit,
+                job_id=results.job_id,
+                run_id=context.get("run_id"),
+                max_delete_fraction=self.max_delete_fraction,
+                dry_run=self._dry_run(),
+                batch_size=batch_size,
+                log=self.log,
+            ).run(results.path)
+        finally:
+            conn.close()
+        return self._publish(context, report)
+
+    def _apply_to_files(self, context: Context, archive: FileArchive) -> ApplyReport:
+        """Apply the results to a data set, one atomic object at a time."""
+        from airflow_provider_xcompliance.apply.files import apply_to_files
+
+        results = self._results_to_apply()
+        report = apply_to_files(
+            results.path,
+            self._rules(),
+            archive.data_path,
+            format=archive.format,
+            id_field=archive.id_field,
+            author_id_field=archive.author_id_field,
+            geo_fields=archive.geo_fields,
+            partition_template=archive.partition_template,
+            audit=self._audit_identity(archive.audit_path is not None),
+            audit_path=archive.audit_path,
+            job_id=results.job_id,
+            run_id=context.get("run_id"),
+            max_delete_fraction=self.max_delete_fraction,
+            dry_run=self._dry_run(),
+            log=self.log,
+        )
+        return self._publish(context, report)
+
+    def _sql_lineage(self, conn_id: str, target: SqlTarget) -> OperatorLineage:
+        from airflow_provider_xcompliance.utils.openlineage import (
+            operator_lineage,
+            table_datasets,
+            to_dataset,
+        )
+
+        outputs = []
+        if not self._dry_run():
+            tables = [change.table for change in target.changes(self.job_type)]
+            if target.audit_table:
+                tables.append(target.audit_table)
+            outputs = table_datasets(BaseHook.get_connection(conn_id).get_hook(), tables)
+        return operator_lineage([to_dataset(self._results_location())], outputs)
+
+    def _files_lineage(self, data_path: Any, audit_path: Any) -> OperatorLineage:
+        from airflow_provider_xcompliance.utils.openlineage import operator_lineage, to_dataset
+
+        outputs = []
+        if not self._dry_run():
+            outputs = [to_dataset(data_path)]
+            if audit_path is not None:
+                outputs.append(to_dataset(audit_path))
+        return operator_lineage([to_dataset(self._results_location())], outputs)
+
     def _publish(self, context: Context, report: ApplyReport) -> ApplyReport:
         self.log.info(
             "%s %s: deleted %s, geo removed %s, kept %s (%s result lines, %.1f s)",
@@ -218,52 +298,13 @@ class XComplianceApplyToSqlOperator(_ApplyOperator):
         )
 
     def execute(self, context: Context) -> ApplyReport:
-        from airflow_provider_xcompliance.apply.sql import SqlApplier
-
-        results = self._results_to_apply()
-        target = self._target()
-        audit = self._audit_identity(bool(self.audit_table))
-        hook = BaseHook.get_connection(self.conn_id).get_hook()
-        if not hasattr(hook, "get_conn") or not hasattr(hook, "placeholder"):
-            raise ApplyConfigError(
-                f"Connection {self.conn_id!r} is not a SQL (common.sql DbApiHook) connection"
-            )
-        conn = hook.get_conn()  # one connection for the whole run: the TEMP tables live in it
-        try:
-            report = SqlApplier(
-                conn,
-                hook.placeholder,
-                self._rules(),
-                target,
-                audit=audit,
-                job_id=results.job_id,
-                run_id=context.get("run_id"),
-                max_delete_fraction=self.max_delete_fraction,
-                dry_run=self._dry_run(),
-                batch_size=self.batch_size,
-                log=self.log,
-            ).run(results.path)
-        finally:
-            conn.close()
-        return self._publish(context, report)
+        return self._apply_to_sql(context, self.conn_id, self._target(), self.batch_size)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
         """Input: the results file. Outputs: the tables the job type changes (``table``, and
         ``users_table`` for users jobs) and ``audit_table``, named from the connection by its
         hook's OpenLineage helpers; none for a dry run, which changes nothing."""
-        from airflow_provider_xcompliance.utils.openlineage import (
-            operator_lineage,
-            table_datasets,
-            to_dataset,
-        )
-
-        outputs = []
-        if not self._dry_run():
-            tables = [change.table for change in self._target().changes(self.job_type)]
-            if self.audit_table:
-                tables.append(self.audit_table)
-            outputs = table_datasets(BaseHook.get_connection(self.conn_id).get_hook(), tables)
-        return operator_lineage([to_dataset(self._results_location())], outputs)
+        return self._sql_lineage(self.conn_id, self._target())
 
 
 class XComplianceApplyToFilesOperator(_ApplyOperator):
@@ -316,36 +357,68 @@ class XComplianceApplyToFilesOperator(_ApplyOperator):
         self.audit_path = audit_path
 
     def execute(self, context: Context) -> ApplyReport:
-        from airflow_provider_xcompliance.apply.files import apply_to_files
-
-        results = self._results_to_apply()
-        report = apply_to_files(
-            results.path,
-            self._rules(),
-            self.data_path,
-            format=self.format,
-            id_field=self.id_field,
-            author_id_field=self.author_id_field,
-            geo_fields=self.geo_fields,
-            partition_template=self.partition_template,
-            audit=self._audit_identity(self.audit_path is not None),
-            audit_path=self.audit_path,
-            job_id=results.job_id,
-            run_id=context.get("run_id"),
-            max_delete_fraction=self.max_delete_fraction,
-            dry_run=self._dry_run(),
-            log=self.log,
+        return self._apply_to_files(
+            context,
+            FileArchive(
+                data_path=self.data_path,
+                format=self.format,
+                id_field=self.id_field,
+                author_id_field=self.author_id_field,
+                geo_fields=self.geo_fields,
+                partition_template=self.partition_template,
+                audit_path=self.audit_path,
+            ),
         )
-        return self._publish(context, report)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
         """Input: the results file. Outputs: the data set (``data_path``, a folder or one object)
         and the ``audit_path`` folder; none for a dry run, which writes nothing."""
-        from airflow_provider_xcompliance.utils.openlineage import operator_lineage, to_dataset
+        return self._files_lineage(self.data_path, self.audit_path)
 
-        outputs = []
-        if not self._dry_run():
-            outputs = [to_dataset(self.data_path)]
-            if self.audit_path is not None:
-                outputs.append(to_dataset(self.audit_path))
-        return operator_lineage([to_dataset(self._results_location())], outputs)
+
+class XComplianceApplyOperator(_ApplyOperator):
+    """Apply results to an archive of any kind, as its description says (one operator for every
+    archive kind; the SQL and files operators are its two halves with their own arguments).
+
+    A :class:`~airflow_provider_xcompliance.archives.SqlArchive` is changed in one transaction:
+    beyond the rules by reason, a delete of any version of an edited tweet deletes every stored
+    version of its chain and a ``scrub_geo`` of one scrubs all (``edit_root_column``); the rows of
+    ``dependents`` go with the tweet they reference, those of ``geo_dependents`` also on
+    ``scrub_geo``, those of ``user_dependents`` with the user, and a user's tweets' dependents with
+    the user's tweets; one audit row per record changed, dependents included (target named); the
+    guard counts what the run would delete in each table. A
+    :class:`~airflow_provider_xcompliance.archives.FileArchive` is applied as
+    :class:`XComplianceApplyToFilesOperator` applies a data set.
+
+    :param archive: the archive's description.
+    :param batch_size: result rows sent to a database at a time.
+
+    The other parameters are those of :class:`XComplianceApplyToSqlOperator`.
+    """
+
+    template_fields: Sequence[str] = ("results_path", "results", "job_id", "dry_run")
+
+    def __init__(self, *, archive: SqlArchive | FileArchive, batch_size: int = 10_000, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not isinstance(archive, (SqlArchive, FileArchive)):
+            raise ApplyConfigError(
+                f"archive must be a SqlArchive or a FileArchive, not {type(archive).__name__}"
+            )
+        if isinstance(archive, FileArchive) and archive.edit_history_field:
+            raise ApplyConfigError(
+                "FileArchive(edit_history_field=...) is exported, but applying edit chains to data sets "
+                "is not supported yet: leave edit_history_field out of the archive given to apply"
+            )
+        self.archive = archive
+        self.batch_size = batch_size
+
+    def execute(self, context: Context) -> ApplyReport:
+        if isinstance(self.archive, SqlArchive):
+            return self._apply_to_sql(context, self.archive.conn_id, self.archive.target(self.job_type), self.batch_size)
+        return self._apply_to_files(context, self.archive)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        """Input: the results file. Outputs: the tables or the data set it changes, and the audit."""
+        if isinstance(self.archive, SqlArchive):
+            return self._sql_lineage(self.archive.conn_id, self.archive.target(self.job_type))
+        return self._files_lineage(self.archive.data_path, self.archive.audit_path)
