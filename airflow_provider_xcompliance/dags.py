@@ -1,24 +1,35 @@
-"""The DAG factory and its schedule. The task group factory lives in :mod:`.task_groups` and is
-importable from here too, beside the other factories."""
+"""The DAG factories and their schedule. The task group factories live in :mod:`.task_groups`
+and are importable from here too, beside the other factories."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import DAG, Param
 
+from airflow_provider_xcompliance.archives import FileArchive, SqlArchive
 from airflow_provider_xcompliance.client.jobs import JOB_TYPES
 from airflow_provider_xcompliance.connection import DEFAULT_CONN_ID
 from airflow_provider_xcompliance.operators.compliance import results_asset
-from airflow_provider_xcompliance.task_groups import compliance_task_group
+from airflow_provider_xcompliance.task_groups import compliance_cycle_task_group, compliance_task_group
 
-__all__ = ["compliance_dag", "compliance_task_group", "weekly_schedule"]
+__all__ = [
+    "compliance_cycle_dag",
+    "compliance_cycle_task_group",
+    "compliance_dag",
+    "compliance_task_group",
+    "weekly_schedule",
+]
 
 try:
     from airflow.sdk import CronTriggerTimetable
 except ImportError:  # Airflow 3.1 keeps it in core only
     from airflow.timetables.trigger import CronTriggerTimetable  # type: ignore[assignment]  # 3.1's core class, not the SDK's
+
+
+_WEEKLY: Any = object()  # compliance_cycle_dag's default schedule: weekly_schedule(), made per DAG
 
 
 def weekly_schedule() -> CronTriggerTimetable:
@@ -91,5 +102,56 @@ def compliance_dag(
             deferrable=deferrable,
             resumable=resumable,
             asset=results_asset(job_type),
+        )
+    return dag
+
+
+def compliance_cycle_dag(
+    dag_id: str,
+    archive: SqlArchive | FileArchive,
+    workspace: str,
+    *,
+    schedule: Any = _WEEKLY,
+    job_types: Sequence[str] = ("tweets", "users"),
+    x_conn_id: str = DEFAULT_CONN_ID,
+    dry_run: bool = False,
+    poll_interval: float = 60.0,
+    deferrable: bool | None = None,
+    retries: int = 2,
+    retry_delay: timedelta = timedelta(minutes=1),
+    apply_options: dict[str, Any] | None = None,
+    **dag_kwargs: Any,
+) -> DAG:
+    """The whole compliance duty over one archive as a DAG, weekly by default: export its IDs,
+    check them with X, apply the results, report (:func:`compliance_cycle_task_group`).
+
+    ``dry_run`` is a Param of the DAG, so a run triggered from the UI can report what it would
+    change and change nothing. ``apply_options`` go to the apply tasks (``overrides``,
+    ``max_delete_fraction``, ``audit_ids``, ...).
+    """
+    dag_kwargs.setdefault("catchup", False)
+    dag_kwargs.setdefault("tags", ["x-compliance"])
+    dag_kwargs.setdefault("max_active_runs", 1)  # X runs one job at a time anyway
+    params = {
+        "dry_run": Param(
+            dry_run,
+            type="boolean",
+            title="Dry run",
+            description="Report what the results would change in the archive, and change nothing.",
+        )
+    }
+    schedule = weekly_schedule() if schedule is _WEEKLY else schedule
+    with DAG(dag_id, schedule=schedule, params=params, **dag_kwargs) as dag:
+        compliance_cycle_task_group(
+            archive,
+            workspace,
+            job_types=job_types,
+            x_conn_id=x_conn_id,
+            dry_run="{{ params.dry_run }}",
+            poll_interval=poll_interval,
+            deferrable=deferrable,
+            retries=retries,
+            retry_delay=retry_delay,
+            **(apply_options or {}),
         )
     return dag

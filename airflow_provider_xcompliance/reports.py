@@ -88,3 +88,26 @@ class ApplyReport(TypedDict):
     targets: dict[str, TargetCounts]  # per table, or per rewritten object
     changed: bool  # False when there was nothing to change (e.g. the results were applied already)
     seconds: float
+
+
+class CycleJobReport(TypedDict):
+    """One job type's part of a cycle: what was exported, what X flagged, what was changed."""
+
+    job_id: str | None
+    ids: int  # IDs exported and checked
+    result_lines: int  # results that ask for action
+    by_reason: dict[str, int]  # result lines by reason
+    deleted: dict[str, int]  # records deleted, by reason (dependents included)
+    updated: dict[str, int]  # records whose geo data was removed, by reason
+    targets: dict[str, TargetCounts]  # records changed per table or object
+    dry_run: bool
+
+
+class CycleReport(TypedDict):
+    """What one compliance cycle over an archive did: the cycle's report task's XCom."""
+
+    archive: str
+    job_types: list[str]
+    jobs: dict[str, CycleJobReport]  # by job type
+    seconds: dict[str, float]  # per step: export_<type>, download_<type>, apply_<type>
+    reported_at: str  # when the cycle ended (UTC), after every apply

@@ -19,6 +19,7 @@ from airflow_provider_xcompliance.apply.rules import ChangeRules
 from airflow_provider_xcompliance.apply.sql import SqlApplier
 from airflow_provider_xcompliance.archives import SqlArchive
 from airflow_provider_xcompliance.exceptions import ApplyRefused
+from tests.support.archive_rules import archive_after
 
 KEY = b"archive-audit-key"
 TWEETS_DDL = (
@@ -70,41 +71,18 @@ ARCHIVE = SqlArchive(
 )
 
 
-def strongest(*changes: str | None) -> str | None:
-    """delete wins over scrub_geo."""
-    given = [c for c in changes if c]
-    return "delete" if "delete" in given else (given[0] if given else None)
-
-
 def expected(job_type: str) -> dict[str, set]:
-    """The tables after one run, by the rules: a chain takes the strongest change of its flagged
-    versions (or of its flagged first ID) on every stored version; dependents go with their
-    tweet or user, geo dependents also with scrub_geo; a user takes their tweets along."""
-    deleted: set[int] = set()
-    scrubbed: set[int] = set()
-    users = set(USERS)
-    if job_type == "tweets":
-        flagged = {int(i): "scrub_geo" if r == "scrub_geo" else "delete" for i, r in TWEET_RESULTS}
-        chain: dict[int, str | None] = {}
-        for tweet_id, _, root, _ in TWEETS:
-            if root is not None:
-                chain[root] = strongest(chain.get(root), flagged.get(tweet_id), flagged.get(root))
-        for tweet_id, _, root, _ in TWEETS:
-            change = strongest(flagged.get(tweet_id), chain.get(root) if root is not None else None)
-            (deleted if change == "delete" else scrubbed if change == "scrub_geo" else set()).add(tweet_id)
-    else:
-        gone = {int(i) for i, _ in USER_RESULTS}
-        deleted = {t[0] for t in TWEETS if t[1] in gone}
-        users -= gone
-    return {
-        "tweets": {
-            (t[0], t[1], t[2], None if t[0] in scrubbed else t[3]) for t in TWEETS if t[0] not in deleted
-        },
-        "tweet_media": {m for m in MEDIA if m[0] not in deleted},
-        "tweet_places": {p for p in PLACES if p[0] not in deleted | scrubbed},
-        "user_bios": {b for b in BIOS if b[0] in users},
-        "users": {(u,) for u in users},
+    tables = {
+        "tweets": set(TWEETS),
+        "users": {(u,) for u in USERS},
+        "tweet_media": set(MEDIA),
+        "tweet_places": set(PLACES),
+        "user_bios": set(BIOS),
     }
+    if job_type == "tweets":
+        flags = {int(i): "scrub_geo" if r == "scrub_geo" else "delete" for i, r in TWEET_RESULTS}
+        return archive_after(tables, tweet_flags=flags)
+    return archive_after(tables, removed_users={int(i) for i, _ in USER_RESULTS})
 
 
 @pytest.fixture(params=["sqlite3", "psycopg", "psycopg2"])
