@@ -16,7 +16,7 @@ from tests.support.versions import AIRFLOW_V_3_2_PLUS
 
 TOKEN = "operator-test-token-7d41e0c2"
 TEST_DAGS = Path(__file__).parent / "dags"
-EXAMPLE_DAGS = Path(__file__).parents[1] / "example_dags"
+EXAMPLE_DAGS = Path(__file__).parents[2] / "example_dags"
 
 
 def x_connection(emulator, **extra) -> dict[str, str]:

@@ -3,7 +3,7 @@
 Debian's ``chromium`` (``/usr/bin/chromium``; ``.ci/run`` installs it), driven headless by
 Playwright's sync API; no browser is ever downloaded (never ``playwright install``). Airflow is the
 ``dev_airflow`` fixture: ``demo.py --standalone``, the code path of ``./dev airflow``, shared with
-tests/test_standalone.py. The tests log in with ``admin`` and the password from the file the demo
+tests/system/test_standalone.py. The tests log in with ``admin`` and the password from the file the demo
 wrote, then use the UI only where a user would click: the connection form, the Test button, the
 Trigger form. Afterwards the REST API and the file system say whether it worked.
 
@@ -39,7 +39,6 @@ TIMEOUT_MS = 30_000  # any single UI step
 RUN_TIMEOUT = 300  # the triggered run of 20,000 IDs
 
 pytestmark = [
-    pytest.mark.browser,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no {CHROMIUM}: apt-get install chromium"),
 ]
 

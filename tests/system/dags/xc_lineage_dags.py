@@ -1,5 +1,5 @@
 """A DAG for the lineage test: submit → wait → download → apply to a JSON Lines data set, each
-reporting its inputs and outputs to OpenLineage (tests/test_lineage.py)."""
+reporting its inputs and outputs to OpenLineage (tests/system/test_lineage_dag.py)."""
 
 from airflow.sdk import DAG
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
-import logging
 import re
 import time
 from urllib.parse import urlsplit
@@ -22,21 +21,8 @@ from airflow_provider_xcompliance.exceptions import (
     XComplianceUsageCapped,
 )
 from airflow_provider_xcompliance.object_storage import to_path
-from tests.test_hook import TOKEN, connect, count_requests, wait_until_done
-
-
-@pytest.fixture
-def emulator(tmp_path):
-    with XComplianceEmulator(
-        token=TOKEN, data_dir=tmp_path / "emulator", speed=100, processing_seconds=30
-    ) as emu:
-        yield emu
-
-
-@pytest.fixture
-def hook(monkeypatch, emulator):
-    return connect(monkeypatch, emulator)
-
+from tests.support.hook_on_emulator import TOKEN, connect, count_requests, wait_until_done
+from tests.support.variables import variables_in_a_dict
 
 ID_LINES = b"".join(b"%d\n" % (1_200_000_000_000_000_000 + i * 7919) for i in range(60_000))  # 1.2 MB
 
@@ -288,16 +274,8 @@ def test_a_refused_signed_url_shows_code_and_details_not_the_url(hook):
 # --------------------------------------------------------------- a session kept between tries
 @pytest.fixture
 def variables(monkeypatch):
-    """Airflow's Variables as a task reaches them (through the Execution API), kept in a dict:
-    a task's API is not at hand in this tier. The distributed tier's fault matrix runs the real
-    ones (tests/test_fault_matrix.py)."""
-    from airflow.sdk import Variable
-
-    store: dict[str, str] = {}
-    monkeypatch.setattr(Variable, "get", lambda key, default=None, **_: store.get(key, default))
-    monkeypatch.setattr(Variable, "set", lambda key, value, **_: store.__setitem__(key, value))
-    monkeypatch.setattr(Variable, "delete", lambda key: store.pop(key, None))
-    return store
+    """Airflow's Variables, kept in a dict (tests/support/variables.py)."""
+    return variables_in_a_dict(monkeypatch)
 
 
 def _first_try_dies_after_one_chunk(monkeypatch, emulator, ids, variables):
@@ -354,14 +332,3 @@ def test_a_kept_session_that_is_gone_is_replaced(monkeypatch, emulator, tmp_path
     assert emulator.submission_path(job.id).read_bytes() == ID_LINES
     assert ("upload_session", 404) in requests_to(emulator, "upload_session")
     assert variables == {}
-
-
-def test_a_kept_session_cannot_be_read_without_the_bearer_token(tmp_path, variables):
-    log = logging.getLogger("test")
-    VariableSessionKeeper("7", "the token", "ids|1|a", log).save("https://storage/s?upload_id=abc")
-    assert (
-        VariableSessionKeeper("7", "the token", "ids|1|a", log).session_url
-        == "https://storage/s?upload_id=abc"
-    )
-    assert VariableSessionKeeper("7", "another token", "ids|1|a", log).session_url is None
-    assert VariableSessionKeeper("7", "the token", "ids|2|b", log).session_url is None  # another file

@@ -1,4 +1,5 @@
-"""The hook against the emulator, over real HTTP on loopback."""
+"""The hook against the emulator, over real HTTP on loopback (the fixtures `emulator` and `hook` are
+tests/conftest.py's; the S3 round trip is in tests/integration/test_hook_s3.py)."""
 
 from __future__ import annotations
 
@@ -27,49 +28,8 @@ from airflow_provider_xcompliance.exceptions import (
     XComplianceServerError,
     XComplianceStorageError,
 )
-from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
 from airflow_provider_xcompliance.reports import DownloadSummary, UploadReport
-
-TOKEN = "hook-test-token-5f1c9a"
-
-
-@pytest.fixture
-def emulator(tmp_path):
-    with XComplianceEmulator(
-        token=TOKEN, data_dir=tmp_path / "emulator", speed=100, processing_seconds=30
-    ) as emu:
-        yield emu
-
-
-def connect(monkeypatch, emulator, conn_id="x_compliance_default", token=TOKEN, **extra):
-    extra = {"timeout": 10, "max_retries": 3, **extra}
-    monkeypatch.setenv(
-        f"AIRFLOW_CONN_{conn_id.upper()}",
-        json.dumps(
-            {"conn_type": "x_compliance", "host": emulator.base_url, "password": token, "extra": extra}
-        ),
-    )
-    return XComplianceHook(x_conn_id=conn_id)
-
-
-@pytest.fixture
-def hook(monkeypatch, emulator):
-    return connect(monkeypatch, emulator)
-
-
-def wait_until_done(hook, job_id, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = hook.get_job(job_id)
-        if job.status not in ("created", "in_progress"):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} still {job.status}")
-
-
-def count_requests(emulator, endpoint):
-    return Counter(status for _, name, status in emulator.request_log if name == endpoint)
-
+from tests.support.hook_on_emulator import TOKEN, connect, count_requests, wait_until_done
 
 # --- endpoints --------------------------------------------------------------------------
 
@@ -319,34 +279,7 @@ def test_async_get_job_shares_parsing_and_retries(hook, emulator):
         asyncio.run(hook.aget_job(job.id))
 
 
-# --- object storage and memory --------------------------------------------------------------
-
-
-def test_s3_round_trip_and_atomic_failure(hook, emulator, seaweed, s3_bucket, monkeypatch, tmp_path):
-    """IDs read from S3, results written to S3; a download that keeps breaking leaves neither
-    an object nor an unfinished multipart upload behind."""
-    for name, value in seaweed.connection_env("seaweed_hook").items():
-        monkeypatch.setenv(name, value)
-    s3 = seaweed.client()
-    ids = b"".join(b"%d\n" % (10**18 + i * 997) for i in range(400_000))  # ~8 MiB
-    s3.put_object(Bucket=s3_bucket, Key="in/ids.txt", Body=ids)
-    job = hook.create_job("tweets", resumable=True)
-    assert hook.upload_ids(job, f"s3://seaweed_hook@{s3_bucket}/in/ids.txt")["ids"] == 400_000
-    wait_until_done(hook, job.id)
-
-    target = f"s3://seaweed_hook@{s3_bucket}/out/results.jsonl"
-    emulator.inject_fault("download", kind="drop", after_bytes=20_000, times=10)
-    with pytest.raises(XComplianceError):
-        hook.download_results(job.id, target)
-    assert s3.list_objects_v2(Bucket=s3_bucket, Prefix="out/").get("KeyCount") == 0
-    assert not s3.list_multipart_uploads(Bucket=s3_bucket).get("Uploads")
-
-    emulator.clear_faults()
-    summary = hook.download_results(job.id, target)
-    body = s3.get_object(Bucket=s3_bucket, Key="out/results.jsonl")["Body"].read()
-    expected = list(expected_results(ids.decode().split(), "tweets"))
-    assert [json.loads(line) for line in body.splitlines()] == expected
-    assert summary["lines"] == len(expected) and summary["path"] == target
+# --- memory --------------------------------------------------------------------------------------
 
 
 def _traced_peak_upload(hook, ids, resumable):

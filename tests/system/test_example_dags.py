@@ -8,7 +8,7 @@ from pathlib import Path
 
 from airflow_provider_xcompliance.emulator import XComplianceEmulator, expected_results, generate_dataset
 
-EXAMPLE_DAGS = Path(__file__).parents[1] / "example_dags"
+EXAMPLE_DAGS = Path(__file__).parents[2] / "example_dags"
 TOKEN = "example-dags-token-93be11"
 
 DAGBAG = """

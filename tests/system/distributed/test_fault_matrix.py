@@ -38,8 +38,6 @@ from tests.support import SeaweedS3
 from tests.support.celery_cluster import CeleryCluster
 from tests.support.postgres import PostgresServer
 
-pytestmark = pytest.mark.distributed
-
 DAG_ID = "xc_fault_matrix"
 ONCE_DAG_ID = "xc_fault_matrix_once"  # the same without retries: a failed run is Cleared
 SUBMIT, WAIT, DOWNLOAD = "compliance.submit", "compliance.wait", "compliance.download"
@@ -51,7 +49,7 @@ BIG_IDS = "in/tweets-10mib.txt"
 
 DAG_SOURCE = textwrap.dedent(
     f'''
-    """The fault matrix's DAG (written by tests/test_fault_matrix.py)."""
+    """The fault matrix's DAG (written by this module)."""
     from datetime import timedelta
 
     from airflow.sdk import DAG

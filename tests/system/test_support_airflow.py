@@ -1,8 +1,9 @@
-"""Self-test of tests/support: real SeaweedFS, real ``airflow dags test`` on SQLite."""
+"""Self-test of tests/support: real ``airflow dags test`` on SQLite, and ObjectStoragePath in the
+Airflow environment against a real SeaweedFS (the servers alone: tests/integration/
+test_support_servers.py; the helpers: tests/unit/test_support.py)."""
 
 from __future__ import annotations
 
-import json
 import textwrap
 from pathlib import Path
 
@@ -11,10 +12,6 @@ import pytest
 from tests.support import (
     AirflowEnv,
     SeaweedS3,
-    connection_env,
-    free_port,
-    free_ports,
-    unique_bucket_name,
 )
 
 SUCCESS_DAG = """
@@ -64,45 +61,6 @@ def support_probe_fail():
 
 support_probe_fail()
 """
-
-
-def test_free_ports_are_distinct_and_bindable():
-    import socket
-
-    ports = free_ports(8)
-    assert len(set(ports)) == 8
-    p = free_port()
-    assert p not in ports
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", p))
-
-
-def test_connection_env_json():
-    env = connection_env("x_compliance_default", "x_compliance", host="http://127.0.0.1:1", password="tok")
-    assert json.loads(env["AIRFLOW_CONN_X_COMPLIANCE_DEFAULT"]) == {
-        "conn_type": "x_compliance",
-        "host": "http://127.0.0.1:1",
-        "password": "tok",
-    }
-
-
-def test_unique_bucket_names_are_valid():
-    names = {unique_bucket_name("Some_Prefix") for _ in range(20)}
-    assert len(names) == 20
-    for n in names:
-        assert 3 <= len(n) <= 63 and n == n.lower() and "_" not in n
-
-
-def test_seaweed_boto3_roundtrip(seaweed: SeaweedS3, s3_bucket: str):
-    assert seaweed.running
-    assert seaweed.endpoint_url.startswith("http://127.0.0.1:")
-    c = seaweed.client()
-    c.put_object(Bucket=s3_bucket, Key="dir/obj.bin", Body=b"\x00payload\xff" * 1000)
-    assert c.get_object(Bucket=s3_bucket, Key="dir/obj.bin")["Body"].read() == b"\x00payload\xff" * 1000
-    keys = [o["Key"] for o in c.list_objects_v2(Bucket=s3_bucket, Prefix="dir/")["Contents"]]
-    assert keys == ["dir/obj.bin"]
-    # each s3_bucket is fresh
-    assert seaweed.create_bucket() != s3_bucket
 
 
 def test_object_storage_path_roundtrip(airflow_env: AirflowEnv, seaweed: SeaweedS3, s3_bucket: str):

@@ -3,7 +3,7 @@
 The ``dev_airflow`` fixture (tests/conftest.py, tests/support/dev_airflow.py) runs
 ``demo.py --standalone`` once: the X API emulator, and Airflow 3.3 (scheduler, dag-processor,
 api-server, triggerer; SQLite; LocalExecutor) as ``airflow standalone`` on a free loopback port
-with the example DAGs. tests/test_browser.py drives the same instance through the UI.
+with the example DAGs. tests/system/browser/test_browser.py drives the same instance through the UI.
 
 What this module proves: the deployment is shaped as the README says (every component on
 127.0.0.1, 4 executor workers, the admin password never printed, the connection in the database,

@@ -1,9 +1,8 @@
-"""Applying results to JSON Lines and Parquet data sets: real files (and a real S3), no mocks."""
+"""Applying results to JSON Lines and Parquet data sets: real files, no mocks (in a real S3:
+tests/integration/test_apply_files_s3.py)."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import stat
@@ -20,49 +19,26 @@ from airflow_provider_xcompliance.exceptions import (
     DataFormatError,
     InvalidResultsError,
 )
-
-KEY = b"audit-key-for-tests-0123456789ab"
-DAY = "2020-01-01T10:00:00.000Z"
-GEO = ("geo", "coordinates")
-
-# Tweet IDs of the data set: 19 digits, as X's are.
-T_DELETED = 1265324480517361601
-T_SCRUBBED = 1265324480517361602
-T_PROTECTED = 1265324480517361603
-T_TWICE = 1265324480517361604  # flagged scrub_geo and deleted: delete wins
-T_NO_GEO = 1265324480517361605  # flagged scrub_geo but has no geo data: nothing to change
-T_PLAIN = 1265324480517361606
-T_OTHER_DAY = 1265324480517361607
-T_ABSENT = 1265324480517361699  # flagged but not in the data
-
-
-def line(record: dict) -> bytes:
-    return json.dumps(record, separators=(",", ":")).encode()
-
-
-def tweet(tweet_id: int, *, as_string: bool = True, author: int = 42, geo: bool = True, **extra) -> dict:
-    record = {
-        "id": str(tweet_id) if as_string else tweet_id,
-        "text": f"tweet {tweet_id} é",
-        "author_id": author,
-    }
-    if geo:
-        record["geo"] = {"place_id": "01a9a39529b27f36"}
-        record["coordinates"] = [-73.99, 40.73]
-    return {**record, **extra}
-
-
-def result(record_id: int, reason: str, created_at: str | None = DAY) -> dict:
-    row = {"id": str(record_id), "action": "delete", "reason": reason}
-    if created_at:
-        row["created_at"] = created_at
-    return row
-
-
-def write_results(path: Path, rows: list[dict]) -> Path:
-    path.write_bytes(b"".join(line(row) + b"\n" for row in rows))
-    return path
-
+from tests.support.apply_files import (
+    KEY,
+    T_ABSENT,
+    T_DELETED,
+    T_NO_GEO,
+    T_OTHER_DAY,
+    T_PLAIN,
+    T_PROTECTED,
+    T_SCRUBBED,
+    T_TWICE,
+    apply,
+    audit_rows,
+    hmac_of,
+    line,
+    result,
+    snapshot,
+    tweet,
+    write_parquet,
+    write_results,
+)
 
 TWEETS_RESULTS = [
     result(T_DELETED, "deleted"),
@@ -112,40 +88,6 @@ def jsonl_data(tmp_path: Path) -> Path:
     (data / "_temporary").mkdir()
     (data / "_temporary" / "part-9.jsonl").write_bytes(b"{broken\n")
     return data
-
-
-def snapshot(folder: Path) -> dict[str, tuple[bytes, int, int, int]]:
-    """Every file under ``folder``: its bytes, inode, mtime_ns and permission bits."""
-    files = {}
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            info = path.stat()
-            files[str(path.relative_to(folder))] = (
-                path.read_bytes(),
-                info.st_ino,
-                info.st_mtime_ns,
-                stat.S_IMODE(info.st_mode),
-            )
-    return files
-
-
-def apply(results: Path, data: Path, **options):
-    options.setdefault("geo_fields", GEO)
-    options.setdefault("partition_template", "date={created_at:%Y-%m-%d}")
-    options.setdefault("job_id", "1500000000000000001")
-    options.setdefault("run_id", "manual__1")
-    rules = options.pop("rules", ChangeRules("tweets", {"protected": "keep"}))
-    return apply_to_files(results, rules, data, **options)
-
-
-def audit_rows(folder: Path) -> tuple[bytes, list[dict]]:
-    (audit_file,) = folder.iterdir()
-    body = audit_file.read_bytes()
-    return body, [json.loads(row) for row in body.splitlines()]
-
-
-def hmac_of(record_id: int) -> str:
-    return hmac.new(KEY, str(record_id).encode(), hashlib.sha256).hexdigest()
 
 
 # --- JSON Lines ------------------------------------------------------------------------------
@@ -370,34 +312,6 @@ def test_audit_inside_the_data_set_is_refused(tmp_path, jsonl_data):
 # --- Parquet ---------------------------------------------------------------------------------
 
 
-def write_parquet(path: Path, ids: list, rows_per_group: int, string_ids: bool = False) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    geo_type = pa.struct([("place_id", pa.string())])
-    schema = pa.schema(
-        [
-            pa.field("id", pa.string() if string_ids else pa.int64()),
-            pa.field("text", pa.string()),
-            pa.field("author_id", pa.int64()),
-            pa.field("geo", geo_type),
-            pa.field("coordinates", pa.list_(pa.float64())),
-        ],
-        metadata={b"origin": b"test data set"},
-    )
-    table = pa.table(
-        {
-            "id": [str(i) for i in ids] if string_ids else ids,
-            "text": [f"tweet {i}" for i in ids],
-            "author_id": [i % 3 for i in ids],
-            "geo": [{"place_id": f"p{i}"} for i in ids],
-            "coordinates": [[1.0, float(i % 100)] for i in ids],
-        },
-        schema=schema,
-    )
-    pq.write_table(table, path, row_group_size=rows_per_group, compression="zstd")
-
-
 @pytest.mark.parametrize("string_ids", [False, True], ids=["int64-ids", "string-ids"])
 def test_parquet_tweets(tmp_path, string_ids):
     import pyarrow.parquet as pq
@@ -486,56 +400,6 @@ def test_parquet_users_job_dry_run_and_guard(tmp_path):
     assert pq.read_table(data).column("author_id").to_pylist() == [i % 3 for i in range(1, 31) if i % 3 != 1]
 
 
-# --- S3 --------------------------------------------------------------------------------------
-
-
-def test_jsonl_in_s3(seaweed, s3_bucket, monkeypatch, tmp_path):
-    for name, value in seaweed.connection_env("seaweed_apply").items():
-        monkeypatch.setenv(name, value)
-    s3 = seaweed.client()
-    flagged_day = b"".join(line(tweet(i)) + b"\n" for i in (T_PLAIN, T_DELETED, T_SCRUBBED))
-    objects = {
-        "data/date=2020-01-01/part-0.jsonl": flagged_day,
-        "data/date=2020-01-01/part-1.jsonl": line(tweet(T_PLAIN + 1)) + b"\n",
-        "data/date=2020-01-02/part-0.jsonl": line(tweet(T_OTHER_DAY)) + b"\n",
-        "data/date=2020-01-03/part-0.jsonl": b"not JSON: never read\n",
-    }
-    for key, body in objects.items():
-        s3.put_object(Bucket=s3_bucket, Key=key, Body=body)
-    heads = {key: s3.head_object(Bucket=s3_bucket, Key=key) for key in objects}
-    results = write_results(
-        tmp_path / "results.jsonl", [result(T_DELETED, "deleted"), result(T_SCRUBBED, "scrub_geo")]
-    )
-
-    data = f"s3://seaweed_apply@{s3_bucket}/data"
-    report = apply(
-        results, data, audit=AuditIdentity("hmac", KEY), audit_path=f"s3://seaweed_apply@{s3_bucket}/audit"
-    )
-
-    changed = "data/date=2020-01-01/part-0.jsonl"
-    body = s3.get_object(Bucket=s3_bucket, Key=changed)["Body"].read()
-    kept, scrubbed = body.splitlines()
-    assert kept == line(tweet(T_PLAIN))
-    assert json.loads(scrubbed) == {**tweet(T_SCRUBBED), "geo": None, "coordinates": None}
-    for key in objects:
-        if key != changed:
-            head = s3.head_object(Bucket=s3_bucket, Key=key)
-            assert (head["ETag"], head["LastModified"]) == (heads[key]["ETag"], heads[key]["LastModified"]), (
-                key
-            )
-    assert report["targets"] == {f"{data}/date=2020-01-01/part-0.jsonl": {"deleted": 1, "updated": 1}}
-    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket)["Contents"])
-    assert keys[:1] == [k for k in keys if k.startswith("audit/")] and len(keys) == len(objects) + 1
-    assert not s3.list_multipart_uploads(Bucket=s3_bucket).get("Uploads")
-    audit = s3.get_object(Bucket=s3_bucket, Key=keys[0])["Body"].read()
-    assert sorted(json.loads(row)["record_key"] for row in audit.splitlines()) == sorted(
-        [hmac_of(T_DELETED), hmac_of(T_SCRUBBED)]
-    )
-
-    assert apply(results, data)["changed"] is False
-    assert s3.get_object(Bucket=s3_bucket, Key=changed)["Body"].read() == body
-
-
 def test_large_object_is_edited_across_blocks(tmp_path):
     """An object larger than a read block (4 MiB): records cut by block edges are matched and
     edited like any other, the rest stays byte for byte, and a broken line is named by its
@@ -592,34 +456,6 @@ def test_partitions_follow_the_utc_time_of_any_offset(tmp_path, jsonl_data):
     )
     report = apply(results, jsonl_data, partition_template="date={created_at:%Y-%m-%d}")
     assert list(report["targets"]) == [f"file://{jsonl_data}/date=2020-01-02/part-0.jsonl"]
-
-
-def test_parquet_in_s3(seaweed, s3_bucket, monkeypatch, tmp_path):
-    import pyarrow.parquet as pq
-
-    for name, value in seaweed.connection_env("seaweed_apply").items():
-        monkeypatch.setenv(name, value)
-    s3 = seaweed.client()
-    write_parquet(tmp_path / "a.parquet", [1, 2, 3, 4], rows_per_group=2)
-    write_parquet(tmp_path / "b.parquet", [5, 6], rows_per_group=2)
-    s3.upload_file(str(tmp_path / "a.parquet"), s3_bucket, "tweets/a.parquet")
-    s3.upload_file(str(tmp_path / "b.parquet"), s3_bucket, "tweets/b.parquet")
-    head = s3.head_object(Bucket=s3_bucket, Key="tweets/b.parquet")
-    results = write_results(
-        tmp_path / "results.jsonl", [result(2, "deleted", None), result(3, "scrub_geo", None)]
-    )
-
-    report = apply(results, f"s3://seaweed_apply@{s3_bucket}/tweets", format="parquet")
-    assert report["targets"] == {
-        f"s3://seaweed_apply@{s3_bucket}/tweets/a.parquet": {"deleted": 1, "updated": 1}
-    }
-    s3.download_file(s3_bucket, "tweets/a.parquet", str(tmp_path / "out.parquet"))
-    table = pq.read_table(tmp_path / "out.parquet")
-    assert table.column("id").to_pylist() == [1, 3, 4]
-    assert table.column("geo").to_pylist() == [{"place_id": "p1"}, None, {"place_id": "p4"}]
-    assert table.schema.equals(pq.read_schema(tmp_path / "a.parquet"), check_metadata=True)
-    assert s3.head_object(Bucket=s3_bucket, Key="tweets/b.parquet")["ETag"] == head["ETag"]
-    assert not s3.list_multipart_uploads(Bucket=s3_bucket).get("Uploads")
 
 
 class _StopAfterFirstRewrite(logging.Logger):

@@ -40,8 +40,6 @@ from tests.support.celery_cluster import CeleryCluster
 from tests.support.postgres import PostgresServer
 from tests.support.procs import open_files
 
-pytestmark = pytest.mark.distributed
-
 DAGS = {"x_compliance_tweets": "tweets", "x_compliance_users": "users"}
 SUBMIT_TASK, WAIT_TASK, DOWNLOAD_TASK = "compliance.submit", "compliance.wait", "compliance.download"
 TRIGGER_CLASSPATH = "airflow_provider_xcompliance.triggers.compliance.XComplianceJobTrigger"
