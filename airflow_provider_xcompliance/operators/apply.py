@@ -414,7 +414,9 @@ class XComplianceApplyOperator(_ApplyOperator):
 
     def execute(self, context: Context) -> ApplyReport:
         if isinstance(self.archive, SqlArchive):
-            return self._apply_to_sql(context, self.archive.conn_id, self.archive.target(self.job_type), self.batch_size)
+            return self._apply_to_sql(
+                context, self.archive.conn_id, self.archive.target(self.job_type), self.batch_size
+            )
         return self._apply_to_files(context, self.archive)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
