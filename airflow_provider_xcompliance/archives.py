@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_xcompliance.apply.sql import SqlTarget, sql_name
+from airflow_provider_xcompliance.apply.sql_tables import SqlTarget, sql_name
 from airflow_provider_xcompliance.exceptions import ApplyConfigError
 
 FILE_FORMATS = ("jsonl", "parquet")

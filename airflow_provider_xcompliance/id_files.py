@@ -27,16 +27,8 @@ from typing import TYPE_CHECKING
 from airflow.sdk import ObjectStoragePath
 
 from airflow_provider_xcompliance.client.bodies import BodyLengthChanged
-from airflow_provider_xcompliance.exceptions import (
-    IdSourceError,
-    InvalidIdError,
-)
-from airflow_provider_xcompliance.object_storage import (
-    BLOCK_SIZE,
-    Location,
-    read_blocks,
-    to_path,
-)
+from airflow_provider_xcompliance.exceptions import IdSourceError, InvalidIdError
+from airflow_provider_xcompliance.object_storage import BLOCK_SIZE, Location, read_blocks, to_path
 from airflow_provider_xcompliance.utils.prefetch import read_ahead
 from airflow_provider_xcompliance.utils.progress import Progress
 

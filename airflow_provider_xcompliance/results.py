@@ -12,9 +12,7 @@ import msgspec
 from airflow.sdk import ObjectStoragePath
 
 from airflow_provider_xcompliance.client.jobs import ComplianceJob
-from airflow_provider_xcompliance.exceptions import (
-    InvalidResultsError,
-)
+from airflow_provider_xcompliance.exceptions import InvalidResultsError
 from airflow_provider_xcompliance.object_storage import Location, atomic_writer, to_path
 from airflow_provider_xcompliance.utils.prefetch import read_ahead
 from airflow_provider_xcompliance.utils.progress import Progress

@@ -92,7 +92,8 @@ from _measure import CLOCK_TICKS, best, cpu_self, one_line, parse_size, peak_mib
 from airflow_provider_xcompliance.apply import files as apply_files
 from airflow_provider_xcompliance.apply import parquet as apply_parquet
 from airflow_provider_xcompliance.apply.files import apply_to_files
-from airflow_provider_xcompliance.apply.sql import SqlApplier, SqlTarget
+from airflow_provider_xcompliance.apply.sql import SqlApplier
+from airflow_provider_xcompliance.apply.sql_tables import SqlTarget
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / ".bench"

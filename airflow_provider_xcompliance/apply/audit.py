@@ -12,11 +12,7 @@ from airflow.sdk import ObjectStoragePath
 
 from airflow_provider_xcompliance.apply.plan import ObjectChanges
 from airflow_provider_xcompliance.exceptions import ApplyConfigError
-from airflow_provider_xcompliance.object_storage import (
-    Location,
-    atomic_writer,
-    to_path,
-)
+from airflow_provider_xcompliance.object_storage import Location, atomic_writer, to_path
 
 AUDIT_IDS = ("hmac", "plain", "none")
 DEFAULT_AUDIT_KEY_VARIABLE = "x_compliance_audit_key"

@@ -10,14 +10,9 @@ import msgspec
 from airflow.sdk import ObjectStoragePath
 
 from airflow_provider_xcompliance.apply.plan import ObjectChanges, Plan
-from airflow_provider_xcompliance.apply.rules import (
-    DELETE,
-    SCRUB_GEO,
-)
+from airflow_provider_xcompliance.apply.rules import DELETE, SCRUB_GEO
 from airflow_provider_xcompliance.exceptions import DataFormatError
-from airflow_provider_xcompliance.object_storage import (
-    read_blocks,
-)
+from airflow_provider_xcompliance.object_storage import read_blocks
 
 # A tweet with its expansions is kilobytes: an object without line feeds is not JSON Lines.
 MAX_DATA_LINE = 16 * 1024 * 1024

@@ -8,10 +8,7 @@ from typing import IO, Any
 from airflow.sdk import ObjectStoragePath
 
 from airflow_provider_xcompliance.apply.plan import ObjectChanges, Plan
-from airflow_provider_xcompliance.apply.rules import (
-    DELETE,
-    SCRUB_GEO,
-)
+from airflow_provider_xcompliance.apply.rules import DELETE, SCRUB_GEO
 from airflow_provider_xcompliance.exceptions import ApplyConfigError, DataFormatError
 
 

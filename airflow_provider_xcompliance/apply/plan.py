@@ -9,10 +9,7 @@ from typing import IO, Any
 
 from airflow.sdk import ObjectStoragePath
 
-from airflow_provider_xcompliance.apply.rules import (
-    DELETE,
-    SCRUB_GEO,
-)
+from airflow_provider_xcompliance.apply.rules import DELETE, SCRUB_GEO
 
 _RANK = {SCRUB_GEO: 1, DELETE: 2}  # an ID flagged more than once: delete wins over scrub_geo
 

@@ -17,10 +17,7 @@ from collections.abc import Mapping
 from typing import Final, Literal
 
 from airflow_provider_xcompliance.client.jobs import JOB_TYPES
-from airflow_provider_xcompliance.exceptions import (
-    ApplyConfigError,
-    ApplyRefused,
-)
+from airflow_provider_xcompliance.exceptions import ApplyConfigError, ApplyRefused
 
 DELETE: Final = "delete"
 SCRUB_GEO: Final = "scrub_geo"

@@ -9,10 +9,7 @@ import requests
 from isal import isal_zlib
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from airflow_provider_xcompliance.exceptions import (
-    IdSourceChanged,
-    XComplianceTransportError,
-)
+from airflow_provider_xcompliance.exceptions import IdSourceChanged, XComplianceTransportError
 from airflow_provider_xcompliance.object_storage import BLOCK_SIZE
 
 DOWNLOAD_READ_SIZE = 512 * 1024  # compressed bytes per read from the socket (a few MiB inflated)

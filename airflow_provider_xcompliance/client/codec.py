@@ -15,12 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, TypedDict
 from xml.etree import ElementTree
 
-from airflow_provider_xcompliance.client.jobs import (
-    JOB_TYPES,
-    LISTABLE_STATUSES,
-    ComplianceJob,
-    RateLimit,
-)
+from airflow_provider_xcompliance.client.jobs import JOB_TYPES, LISTABLE_STATUSES, ComplianceJob, RateLimit
 from airflow_provider_xcompliance.exceptions import (
     XComplianceAPIError,
     XComplianceAuthError,

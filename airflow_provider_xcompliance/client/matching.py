@@ -5,10 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
-from airflow_provider_xcompliance.client.jobs import (
-    CREATED,
-    ComplianceJob,
-)
+from airflow_provider_xcompliance.client.jobs import CREATED, ComplianceJob
 
 CLOCK_SKEW = timedelta(minutes=1)  # how far X's clock may be from ours when comparing timestamps
 

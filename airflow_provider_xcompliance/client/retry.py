@@ -6,11 +6,7 @@ import random
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from airflow_provider_xcompliance.client.jobs import (
-    CREATED,
-    ComplianceJob,
-    RateLimit,
-)
+from airflow_provider_xcompliance.client.jobs import CREATED, ComplianceJob, RateLimit
 from airflow_provider_xcompliance.exceptions import (
     XComplianceRateLimited,
     XComplianceServerError,

@@ -9,7 +9,7 @@ import io
 import time
 from typing import Any
 
-from airflow_provider_xcompliance.apply.sql import check_tables
+from airflow_provider_xcompliance.apply.sql_tables import check_tables
 from airflow_provider_xcompliance.archives import SqlArchive
 from airflow_provider_xcompliance.export.writing import IdFileWriter
 from airflow_provider_xcompliance.object_storage import Location

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
     from pydantic import JsonValue
 
-    from airflow_provider_xcompliance.apply.sql import SqlTarget
+    from airflow_provider_xcompliance.apply.sql_tables import SqlTarget
 
 
 class _ApplyOperator(BaseOperator):
@@ -285,7 +285,7 @@ class XComplianceApplyToSqlOperator(_ApplyOperator):
         self.batch_size = batch_size
 
     def _target(self) -> SqlTarget:
-        from airflow_provider_xcompliance.apply.sql import SqlTarget
+        from airflow_provider_xcompliance.apply.sql_tables import SqlTarget
 
         return SqlTarget(
             table=self.table,

@@ -23,7 +23,8 @@ import psycopg2
 
 from airflow_provider_xcompliance.apply.audit import AUDIT_COLUMNS, AuditIdentity
 from airflow_provider_xcompliance.apply.rules import ChangeRules
-from airflow_provider_xcompliance.apply.sql import SqlApplier, SqlTarget
+from airflow_provider_xcompliance.apply.sql import SqlApplier
+from airflow_provider_xcompliance.apply.sql_tables import SqlTarget
 
 AUDIT_KEY = b"audit-key-for-tests-3c9f5a0e1b7d"
 JOB_ID = "1382391418032259072"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_xcompliance.apply.sql import SqlTarget
+from airflow_provider_xcompliance.apply.sql_tables import SqlTarget
 from airflow_provider_xcompliance.exceptions import (
     ApplyConfigError,
     ApplyFailed,

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_xcompliance.apply.rules import ChangeRules
-from airflow_provider_xcompliance.apply.sql import SqlApplier, SqlTarget
+from airflow_provider_xcompliance.apply.sql import SqlApplier
+from airflow_provider_xcompliance.apply.sql_tables import SqlTarget
 from airflow_provider_xcompliance.exceptions import ApplyConfigError
 from tests.support.apply_sql import Database, T, ids_within, sqlite_database
 from tests.support.apply_sql_suite import *  # noqa: F403  the suite's tests, run here on SQLite
