@@ -199,11 +199,13 @@ def test_submit_waits_deferred_while_another_job_is_active(airflow_env, tmp_path
     ids, truth = tmp_path / "users.txt", tmp_path / "truth.csv"
     generate_dataset(5_000, "users", ids, truth, seed=5)
     # One active job for the whole app, and a tweets job that nobody uploads to: it blocks
-    # until its upload window (900 s, here 900/45 = 20 s) passes and it expires.
+    # until its upload window (900 s, here 900/15 = 60 s) passes and it expires. The window must
+    # outlast the DAG's start on a loaded machine (CI runs four workers on two cores): at 20 s the
+    # blocker was seen expire before the submit asked, and no 409 came.
     with XComplianceEmulator(
         token=TOKEN,
         data_dir=tmp_path / "emu",
-        speed=45,
+        speed=15,
         processing_seconds=300,
         one_active_job="global",
         ground_truth={"users": truth},
