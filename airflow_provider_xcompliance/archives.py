@@ -168,3 +168,15 @@ class FileArchive:
 
 
 Archive = SqlArchive | FileArchive
+
+
+def checked_archive(archive: object, job_type: str) -> Archive:
+    """``archive`` as given to an operator: one of the two kinds, holding IDs of ``job_type`` (so
+    that a users job over an archive without authors fails when the DAG is parsed)."""
+    if isinstance(archive, SqlArchive):
+        archive.id_columns(job_type)
+    elif isinstance(archive, FileArchive):
+        archive.id_fields(job_type)
+    else:
+        raise ApplyConfigError(f"archive must be a SqlArchive or a FileArchive, not {type(archive).__name__}")
+    return archive

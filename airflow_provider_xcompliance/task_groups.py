@@ -10,7 +10,6 @@ from typing import Any, cast
 from airflow.sdk import Asset, BaseOperator, TaskGroup, task
 
 from airflow_provider_xcompliance.archives import FileArchive, SqlArchive
-from airflow_provider_xcompliance.client.codec import check_job_type
 from airflow_provider_xcompliance.client.jobs import JOB_TYPES
 from airflow_provider_xcompliance.connection import DEFAULT_CONN_ID
 from airflow_provider_xcompliance.operators.apply import XComplianceApplyOperator
@@ -142,8 +141,6 @@ def compliance_cycle_task_group(
     :class:`~airflow_provider_xcompliance.operators.apply.XComplianceApplyOperator` (``overrides``,
     ``audit_ids``, ``max_delete_fraction``, ...). The report is the XCom of ``<group_id>.report``.
     """
-    for job_type in job_types:
-        check_job_type(job_type)
     folder = f"{workspace.rstrip('/')}/{{{{ run_id | replace(':', '_') | replace('+', '_') }}}}"
     with TaskGroup(group_id=group_id) as group:
         _retry_defaults(group, retries, retry_delay)

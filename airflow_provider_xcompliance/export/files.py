@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import msgspec
@@ -34,9 +34,12 @@ def export_file_ids(
     log = log or logging.getLogger(__name__)
     fields = archive.id_fields(job_type)
     objects = data_objects(to_path(archive.data_path), archive.format, None, log)
+    decode = _record_decoder(fields)
     with IdFileWriter(ids_path, f"The IDs of {archive.name}") as writer:
         for path in objects:
-            values = _jsonl_ids(path, fields) if archive.format == "jsonl" else _parquet_ids(path, fields)
+            values = (
+                _jsonl_ids(path, fields, decode) if archive.format == "jsonl" else _parquet_ids(path, fields)
+            )
             for block in _blocks(values):
                 writer.write(block)
     written = writer.written()
@@ -78,14 +81,17 @@ def _checked(value: Any, where: str, number: int, field: str) -> Iterator[str]:
     yield text
 
 
-def _jsonl_ids(path: Any, fields: list[str]) -> Iterator[str]:
-    """The ID fields of each record; only those fields are decoded."""
+def _record_decoder(fields: list[str]) -> Callable[[bytes], Any]:
+    """A JSON decoder of only ``fields`` (as attributes ``f0``, ``f1``, ...): the rest is skipped."""
+    names = [f"f{n}" for n in range(len(fields))]
     record = msgspec.defstruct(
-        "Record",
-        [(f"f{n}", Any, None) for n in range(len(fields))],
-        rename=dict(zip([f"f{n}" for n in range(len(fields))], fields, strict=True)),
+        "Record", [(name, Any, None) for name in names], rename=dict(zip(names, fields, strict=True))
     )
-    decode = msgspec.json.Decoder(record).decode
+    return msgspec.json.Decoder(record).decode
+
+
+def _jsonl_ids(path: Any, fields: list[str], decode: Callable[[bytes], Any]) -> Iterator[str]:
+    """The ID fields of each record; only those fields are decoded."""
     number = 0
     try:
         for number, line in enumerate(read_lines(path, MAX_DATA_LINE), 1):

@@ -19,7 +19,7 @@ from airflow_provider_xcompliance.apply.handoff import (
     results_to_apply,
 )
 from airflow_provider_xcompliance.apply.rules import ChangeRules
-from airflow_provider_xcompliance.archives import FileArchive, SqlArchive
+from airflow_provider_xcompliance.archives import FileArchive, SqlArchive, checked_archive
 from airflow_provider_xcompliance.exceptions import ApplyConfigError
 from airflow_provider_xcompliance.reports import ApplyReport
 
@@ -400,10 +400,7 @@ class XComplianceApplyOperator(_ApplyOperator):
 
     def __init__(self, *, archive: SqlArchive | FileArchive, batch_size: int = 10_000, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if not isinstance(archive, (SqlArchive, FileArchive)):
-            raise ApplyConfigError(
-                f"archive must be a SqlArchive or a FileArchive, not {type(archive).__name__}"
-            )
+        archive = checked_archive(archive, self.job_type)
         if isinstance(archive, FileArchive) and archive.edit_history_field:
             raise ApplyConfigError(
                 "FileArchive(edit_history_field=...) is exported, but applying edit chains to data sets "

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook, BaseOperator
 
-from airflow_provider_xcompliance.archives import FileArchive, SqlArchive
+from airflow_provider_xcompliance.archives import FileArchive, SqlArchive, checked_archive
 from airflow_provider_xcompliance.client.codec import check_job_type
 from airflow_provider_xcompliance.exceptions import ApplyConfigError
 from airflow_provider_xcompliance.reports import ExportReport
@@ -47,15 +47,7 @@ class XComplianceExportIdsOperator(BaseOperator):
     ) -> None:
         super().__init__(**kwargs)
         check_job_type(job_type)
-        if not isinstance(archive, (SqlArchive, FileArchive)):
-            raise ApplyConfigError(
-                f"archive must be a SqlArchive or a FileArchive, not {type(archive).__name__}"
-            )
-        if isinstance(archive, SqlArchive):  # an archive without IDs of this type fails at parse time
-            archive.id_columns(job_type)
-        else:
-            archive.id_fields(job_type)
-        self.archive = archive
+        self.archive = checked_archive(archive, job_type)
         self.job_type = job_type
         self.ids_path = ids_path
         self.batch_size = batch_size
